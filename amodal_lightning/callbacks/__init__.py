@@ -1,0 +1,1 @@
+"""Callbacks for what Lightning does not already provide."""

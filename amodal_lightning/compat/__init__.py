@@ -1,0 +1,1 @@
+"""Compatibility with the SAS reference code: flags, checkpoints and key names."""

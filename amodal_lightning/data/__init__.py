@@ -1,0 +1,1 @@
+"""Datasets: procedural layered scenes, the SAS folder layout, and the LightningDataModule."""

@@ -1,0 +1,1 @@
+"""Inference: layer-after-layer prediction with the model's own masks fed back."""

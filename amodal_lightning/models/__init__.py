@@ -1,0 +1,1 @@
+"""Networks (the SAS-exact UNet) and the LightningModule that trains them."""

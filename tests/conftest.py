@@ -1,0 +1,40 @@
+"""Shared test fixtures: the SAS golden fixtures, found at ../shared/golden or $AMODAL_GOLDEN_DIR."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GOLDEN_ENV = "AMODAL_GOLDEN_DIR"
+
+
+def golden_dir() -> Path:
+    """Folder of the SAS reference fixtures: $AMODAL_GOLDEN_DIR, else ../shared/golden beside the checkout."""
+    return Path(os.environ.get(GOLDEN_ENV, REPO_ROOT.parent / "shared" / "golden"))
+
+
+def _require(name: str) -> Path:
+    path = golden_dir() / name
+    if not path.is_file():
+        pytest.skip(
+            f"SAS golden fixture {path} is absent (set {GOLDEN_ENV} to the folder holding it); "
+            "the golden tests always run in CI"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def golden_small():
+    """Arrays of sas_small.npz (weights under 'w/<SAS key>') and its description from sas_small.json."""
+    arrays = np.load(_require("sas_small.npz"))
+    meta = json.loads(_require("sas_small.json").read_text())
+    return {k: arrays[k] for k in arrays.files}, meta
+
+
+@pytest.fixture(scope="session")
+def golden_unet64_keys():
+    """Parameter count and ordered state-dict shapes of the full SAS unet64 configuration."""
+    return json.loads(_require("sas_unet64_keys.json").read_text())
