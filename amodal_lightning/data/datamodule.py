@@ -1,0 +1,294 @@
+"""``LayeredAmodalDataModule``: generated scenes or SAS folders as (image, layer) training samples.
+
+Batch format, the same for every source (key names are the constants of this module)::
+
+    IMAGE      "image"      float32 (B,3,H,W) RGB in [0, 1]
+    OCCLUSION  "occlusion"  float32 (B,1,H,W) in {0, 1}: union of the layers before this one
+    TARGET     "target"     float32 (B,1,H,W) in {0, 1}: union of this layer's amodal masks (empty after the last)
+    LAYER      "layer"      int64   (B,)      layer index of each sample
+    IMAGE_ID   "image_id"   list[str]         id of the image each sample comes from
+
+Scaling to a network's input convention (SAS's raw 0..255 RGB, or [-1, 1]) is the model's job, not the data's.
+
+Every image contributes one sample per layer plus its terminal empty-mask sample, as in SAS. Splits are by image
+id, so no image has layers in two splits. Generated scenes (``source="synthetic"``) come from fixed, disjoint
+index ranges per split, made in memory at setup: nothing to download, and the validation and test scenes stay the
+same whatever the training set size. SAS roots (``source="sas"``) are split by a seeded shuffle of their ids.
+SAS noise folders, when ``noise_rate > 0``, replace that fraction of the training draws (never validation or test).
+
+``batch_size`` is the global batch: each device loads ``batch_size // (world_size * accumulate_grad_batches)``.
+Whole validation and test images, for sequential evaluation, come from :meth:`LayeredAmodalDataModule.scenes`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from torch.utils.data import ConcatDataset, DataLoader
+
+from amodal_lightning.data import sas_folders
+from amodal_lightning.data.datasets import (
+    BATCH_KEYS,
+    IMAGE,
+    IMAGE_ID,
+    LAYER,
+    OCCLUSION,
+    TARGET,
+    ImageCollection,
+    InMemoryImages,
+    LayerDataset,
+    LayeredImage,
+    NoiseMixingSampler,
+    SasImages,
+)
+from amodal_lightning.data.scenes import SceneGenerator, scene_id
+from amodal_lightning.errors import ConfigError, DataError
+
+__all__ = [
+    "BATCH_KEYS",
+    "IMAGE",
+    "IMAGE_ID",
+    "LAYER",
+    "OCCLUSION",
+    "TARGET",
+    "SOURCES",
+    "SPLITS",
+    "LayeredAmodalDataModule",
+    "LayeredImage",
+]
+
+SOURCES = ("synthetic", "sas")
+SPLITS = ("train", "val", "test")
+# Synthetic splits draw scene indices from disjoint ranges this far apart.
+SYNTHETIC_SPLIT_STRIDE = 1_000_000_000
+SYNTHETIC_SPLIT_SIZES = {"train": "num_train", "val": "num_val", "test": "num_test"}
+SYNTHETIC_DEFAULTS = {"num_train": 4000, "num_val": 256, "num_test": 256}
+# Splits each Lightning stage needs (None: all of them).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+def _generator_keys() -> set[str]:
+    """Keys of ``data.synthetic`` passed on to :class:`SceneGenerator` (its size comes from ``data.image_size``)."""
+    return set(inspect.signature(SceneGenerator).parameters) - {"image_size"}
+
+
+class LayeredAmodalDataModule(L.LightningDataModule):
+    """Training, validation and test samples of layered amodal segmentation in one canonical batch format.
+
+    Args:
+        source: ``"synthetic"`` (generated scenes) or ``"sas"`` (a SAS folder root).
+        image_size: side of the square images the loaders deliver (SAS images are resized to it).
+        batch_size: the global batch size, split over devices and gradient-accumulation steps.
+        num_workers: loader worker processes per device.
+        root: the SAS root (``source="sas"``).
+        noise_root: a root of SAS-layout noise folders; only read when ``noise_rate > 0``.
+        noise_rate: expected fraction of training draws taken from the noise folders.
+        noise_seed: seed of the noise draws.
+        val_fraction, test_fraction: fractions of the SAS image ids held out (ignored for synthetic data).
+        split_seed: seed of the SAS id shuffle.
+        synthetic: ``num_train``, ``num_val``, ``num_test`` scenes, plus any :class:`SceneGenerator` argument
+            (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ``min_visible_fraction``, ...).
+        pin_memory: pin loader memory (worth it on GPUs).
+        validate_files: decode and check every SAS file at setup instead of when it is first loaded.
+    """
+
+    def __init__(
+        self,
+        source: str = "synthetic",
+        image_size: int = 32,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        root: str | Path | None = None,
+        noise_root: str | Path | None = None,
+        noise_rate: float = 0.0,
+        noise_seed: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        synthetic: dict | None = None,
+        pin_memory: bool = False,
+        validate_files: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if source not in SOURCES:
+            raise ConfigError(f"data.source: unknown source {source!r}; expected one of {list(SOURCES)}")
+        if source == "sas" and not root:
+            raise ConfigError("data.root: a SAS root folder is required when data.source=sas")
+        for key, value in (("image_size", image_size), ("batch_size", batch_size)):
+            if int(value) < 1:
+                raise ConfigError(f"data.{key}={value}: expected a positive integer")
+        if int(num_workers) < 0:
+            raise ConfigError(f"data.num_workers={num_workers}: expected 0 or more")
+        if not 0.0 <= noise_rate <= 1.0:
+            raise ConfigError(f"data.noise_rate={noise_rate}: expected a fraction in [0, 1]")
+        if noise_rate > 0 and not noise_root:
+            raise ConfigError(f"data.noise_root: required when data.noise_rate={noise_rate} > 0")
+        if not (0.0 <= val_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 and val_fraction + test_fraction <= 1.0):
+            raise ConfigError(
+                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: expected fractions in "
+                "[0, 1] summing to at most 1"
+            )
+        self.source = source
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.root = Path(root) if root else None
+        self.noise_root = Path(noise_root) if noise_root else None
+        self.noise_rate = float(noise_rate)
+        self.noise_seed = int(noise_seed)
+        self.val_fraction = float(val_fraction)
+        self.test_fraction = float(test_fraction)
+        self.split_seed = int(split_seed)
+        self.pin_memory = bool(pin_memory)
+        self.validate_files = bool(validate_files)
+        self.split_sizes, self._generator = self._synthetic_config(dict(synthetic or {}))
+        # Without a trainer every loader batch is the global batch; setup() divides it over devices.
+        self.per_device_batch_size = self.batch_size
+        self._collections: dict[str, ImageCollection] = {}
+        self._sas_splits: dict[str, list[sas_folders.ImageRecord]] | None = None
+        self._noise: LayerDataset | None = None
+
+    def _synthetic_config(self, synthetic: dict) -> tuple[dict[str, int], SceneGenerator | None]:
+        """Split sizes and the scene generator from ``data.synthetic``; unknown keys are errors."""
+        known = set(SYNTHETIC_DEFAULTS) | _generator_keys()
+        for key in synthetic:
+            if key not in known:
+                raise ConfigError(f"data.synthetic.{key}: unknown key; expected one of {sorted(known)}")
+        sizes = {key: int(synthetic.get(key, default)) for key, default in SYNTHETIC_DEFAULTS.items()}
+        for key, value in sizes.items():
+            if not 0 <= value < SYNTHETIC_SPLIT_STRIDE:
+                raise ConfigError(f"data.synthetic.{key}={value}: expected 0 <= value < {SYNTHETIC_SPLIT_STRIDE}")
+        if self.source != "synthetic":
+            return sizes, None
+        kwargs = {key: value for key, value in synthetic.items() if key not in SYNTHETIC_DEFAULTS}
+        try:
+            return sizes, SceneGenerator(image_size=self.image_size, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"data.synthetic: {err}") from None
+
+    # ----------------------------------------------------------------------------------------------- setup
+
+    def setup(self, stage: str | None = None) -> None:
+        """Divide the global batch over devices and accumulation steps; build the splits the stage needs."""
+        self.per_device_batch_size = self._per_device_batch_size()
+        for split in STAGE_SPLITS.get(stage, SPLITS):
+            self._collection(split)
+        if stage in (None, "fit"):
+            self._noise_dataset()
+
+    def _per_device_batch_size(self) -> int:
+        trainer = self.trainer
+        if trainer is None:
+            return self.batch_size
+        world_size = int(getattr(trainer, "world_size", 1))
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1))
+        share = world_size * accumulate
+        if self.batch_size % share:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} (global) is not divisible by {world_size} device(s) x "
+                f"{accumulate} accumulation step(s) = {share}"
+            )
+        return self.batch_size // share
+
+    def _collection(self, split: str) -> ImageCollection:
+        """The images of ``split``, built once."""
+        if split not in SPLITS:
+            raise ConfigError(f"split {split!r}: expected one of {list(SPLITS)}")
+        if split not in self._collections:
+            if self.source == "synthetic":
+                self._collections[split] = self._synthetic_split(split)
+            else:
+                self._collections[split] = SasImages(self.root, self._sas_split_records()[split], self.image_size)
+        return self._collections[split]
+
+    def _synthetic_split(self, split: str) -> InMemoryImages:
+        offset = SPLITS.index(split) * SYNTHETIC_SPLIT_STRIDE
+        count = self.split_sizes[SYNTHETIC_SPLIT_SIZES[split]]
+        return InMemoryImages(
+            [LayeredImage.from_scene(scene_id(split, i), self._generator.scene(offset + i)) for i in range(count)]
+        )
+
+    def _sas_split_records(self) -> dict[str, list[sas_folders.ImageRecord]]:
+        """Records of each split: a seeded shuffle of the sorted ids, cut by the val and test fractions."""
+        if self._sas_splits is None:
+            index = sas_folders.validate_root if self.validate_files else sas_folders.index_sas_root
+            records = index(self.root)
+            order = np.random.default_rng(self.split_seed).permutation(len(records))
+            shuffled = [records[i] for i in order]
+            num_val = self._held_out(len(records), self.val_fraction)
+            num_test = self._held_out(len(records), self.test_fraction)
+            if num_val + num_test > len(records) or (
+                num_val + num_test == len(records) and self.val_fraction + self.test_fraction < 1.0
+            ):
+                raise DataError(
+                    f"{self.root}: {len(records)} image(s) are too few for data.val_fraction={self.val_fraction} "
+                    f"and data.test_fraction={self.test_fraction} to leave any for training"
+                )
+            self._sas_splits = {
+                "val": shuffled[:num_val],
+                "test": shuffled[num_val : num_val + num_test],
+                "train": shuffled[num_val + num_test :],
+            }
+        return self._sas_splits
+
+    @staticmethod
+    def _held_out(total: int, fraction: float) -> int:
+        """Images held out for a fraction: rounded, but at least one when the fraction is positive."""
+        return max(1, round(total * fraction)) if fraction > 0 and total else 0
+
+    def _noise_dataset(self) -> LayerDataset | None:
+        """The noise samples, indexed once; None when noise is off."""
+        if self.noise_rate <= 0:
+            return None
+        if self._noise is None:
+            index = sas_folders.validate_root if self.validate_files else sas_folders.index_sas_root
+            records = index(self.noise_root)
+            self._noise = LayerDataset(SasImages(self.noise_root, records, self.image_size))
+        return self._noise
+
+    # ------------------------------------------------------------------------------------------ loaders
+
+    def _loader(self, dataset, shuffle: bool = False, sampler=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.per_device_batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training samples, a ``noise_rate`` fraction of them drawn from the noise folders."""
+        clean = LayerDataset(self._collection("train"))
+        if len(clean) == 0:
+            raise DataError(f"{self.root or 'data.synthetic.num_train'}: the training split is empty")
+        noise = self._noise_dataset()
+        if noise is None:
+            return self._loader(clean, shuffle=True)
+        sampler = NoiseMixingSampler(len(clean), len(noise), self.noise_rate, seed=self.noise_seed)
+        return self._loader(ConcatDataset([clean, noise]), sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation samples in a fixed order."""
+        return self._loader(LayerDataset(self._collection("val")))
+
+    def test_dataloader(self) -> DataLoader:
+        """Test samples in a fixed order."""
+        return self._loader(LayerDataset(self._collection("test")))
+
+    # ----------------------------------------------------------------------------------- whole images
+
+    def scenes(self, split: str = "val") -> ImageCollection:
+        """Whole images of ``split`` (a sequence of :class:`LayeredImage`, loaded on access for SAS roots)."""
+        return self._collection(split)
+
+    def panel_scenes(self, num_images: int) -> list[LayeredImage]:
+        """The first ``num_images`` validation images: a fixed set to show predictions on."""
+        val = self._collection("val")
+        return [val[i] for i in range(min(num_images, len(val)))]

@@ -1,0 +1,317 @@
+"""The SAS folder layout: the one place that reads, writes and validates it.
+
+Layout (one folder per image and layer, all directly under a root)::
+
+    {root}/{image_id}_{L}/image.png     RGB image (the same image in every layer folder of an image)
+    {root}/{image_id}_{L}/mask.png      union of the amodal masks of layer L, binary (0/255 or 0/1)
+    {root}/{image_id}_{L}/newmask.png   cumulative occlusion: union of the masks of layers < L (empty for L = 0)
+
+``L`` runs over ``0 .. K`` without gaps, where K is the image's number of layers; folder ``K`` is the terminal
+sample and its ``mask.png`` is empty. Image ids may contain underscores: a folder name is split on its last
+underscore. Inference roots hold only ``{image_id}_0/image.png`` (an empty ``newmask.png`` is allowed); index
+them with ``require_masks=False``. SAS's noise folders use the same layout under their own root. Hidden entries
+and plain files directly under a root are ignored; any other folder whose name does not parse is an error.
+
+Per-instance ground truth that the layout cannot express (amodal and visible mask of every object, its layer and
+the depth order) lives beside the root in ``{root}_instances/{image_id}.npz``; see :func:`write_instances`.
+
+Indexing (:func:`index_sas_root`) only looks at names and file existence, so it is cheap for large roots; pixel
+content is checked when a sample is loaded, or eagerly for a whole root by :func:`validate_root`. Every problem is
+a one-line :class:`~amodal_lightning.errors.DataError` that names the offending path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from amodal_lightning.errors import DataError
+
+IMAGE_FILE = "image.png"
+MASK_FILE = "mask.png"
+OCCLUSION_FILE = "newmask.png"
+INSTANCES_SUFFIX = "_instances"
+INSTANCE_ARRAYS = ("amodal", "visible", "layer", "depth_order")
+# Instance arrays holding masks (resized with the images); the others are per-object numbers.
+INSTANCE_MASK_ARRAYS = ("amodal", "visible")
+
+FOLDER_NAME = re.compile(r"^(?P<image_id>.+)_(?P<layer>\d+)$")
+MASK_FOREGROUND = 255
+# Bilinear keeps photographs smooth when resizing; masks must stay binary, hence nearest neighbour for them.
+IMAGE_RESAMPLE = Image.Resampling.BILINEAR
+MASK_RESAMPLE = Image.Resampling.NEAREST
+# How many distinct values of a non-binary mask the error message lists.
+MAX_VALUES_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a SAS root: its id and its layer folders, folder ``L`` at position ``L`` (terminal last)."""
+
+    image_id: str
+    folders: tuple[Path, ...]
+
+    @property
+    def num_layers(self) -> int:
+        """Number of non-empty layers K; the record has K + 1 samples (the terminal one included)."""
+        return len(self.folders) - 1
+
+
+def parse_folder_name(name: str) -> tuple[str, int] | None:
+    """``'{image_id}_{L}'`` -> ``(image_id, L)``, split on the last underscore; None if the name does not parse."""
+    match = FOLDER_NAME.match(name)
+    return (match["image_id"], int(match["layer"])) if match else None
+
+
+def layer_folder(root: str | Path, image_id: str, layer: int) -> Path:
+    """Path of the folder of layer ``layer`` of image ``image_id``."""
+    return Path(root) / f"{image_id}_{layer}"
+
+
+def instances_root(root: str | Path) -> Path:
+    """Folder of the per-instance ground truth of ``root``: its sibling ``{root}_instances``."""
+    root = Path(root).resolve()
+    return root.parent / f"{root.name}{INSTANCES_SUFFIX}"
+
+
+def _required_files(require_masks: bool) -> tuple[str, ...]:
+    return (IMAGE_FILE, MASK_FILE, OCCLUSION_FILE) if require_masks else (IMAGE_FILE,)
+
+
+def index_sas_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
+    """Records of every image under ``root``, sorted by id; checks names, layer contiguity and file presence.
+
+    ``require_masks=False`` indexes an inference root, where only ``image.png`` is required.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: SAS root folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a SAS root folder, found a file")
+    layers_of: dict[str, dict[int, Path]] = {}
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            parsed = parse_folder_name(entry.name)
+            if parsed is None:
+                raise DataError(
+                    f"{root / entry.name}: expected a folder named '{{image_id}}_{{layer}}' (integer layer)"
+                )
+            image_id, layer = parsed
+            folders = layers_of.setdefault(image_id, {})
+            if layer in folders:
+                raise DataError(f"{root / entry.name}: layer {layer} of image {image_id!r} also in {folders[layer]}")
+            folders[layer] = root / entry.name
+    if not layers_of:
+        raise DataError(f"{root}: no '{{image_id}}_{{layer}}' folders found (empty SAS root)")
+    required = _required_files(require_masks)
+    records = []
+    for image_id in sorted(layers_of):
+        folders = layers_of[image_id]
+        for expected in range(len(folders)):
+            if expected not in folders:
+                raise DataError(
+                    f"{layer_folder(root, image_id, expected)}: missing; layers of {image_id!r} must run from 0 "
+                    f"without gaps (found {sorted(folders)})"
+                )
+        ordered = tuple(folders[layer] for layer in range(len(folders)))
+        for folder in ordered:
+            for name in required:
+                if not (folder / name).is_file():
+                    raise DataError(f"{folder / name}: required file is missing")
+        records.append(ImageRecord(image_id, ordered))
+    return records
+
+
+def _open(path: Path) -> Image.Image:
+    """Decoded PIL image, or a DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except FileNotFoundError:
+        raise DataError(f"{path}: required file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: cannot decode image ({reason})") from None
+
+
+def _resize(img: Image.Image, size: int | None, resample) -> Image.Image:
+    return img if size is None or img.size == (size, size) else img.resize((size, size), resample)
+
+
+def _read_rgb(path: Path, size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB uint8 (H,W,3) resized to ``size``, and the (height, width) the file has, which its masks must match."""
+    img = _open(path)
+    return np.array(_resize(img.convert("RGB"), size, IMAGE_RESAMPLE)), (img.height, img.width)
+
+
+def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """RGB image as uint8 (H,W,3), resized bilinearly to ``size`` x ``size`` when given."""
+    return _read_rgb(Path(path), size)[0]
+
+
+def _binary_mask(path: Path) -> np.ndarray:
+    """Mask file -> bool (H,W) at its own size; values must be {0, 255} or {0, 1}."""
+    img = _open(path)
+    if img.mode == "1":
+        return np.array(img, dtype=bool)
+    if img.mode not in ("L", "I", "I;16", "F"):
+        img = img.convert("L")
+    values = np.asarray(img)
+    peak = values.max()
+    if peak not in (0, 1, MASK_FOREGROUND) or np.any((values != 0) & (values != peak)):
+        found = np.unique(values)
+        shown = ", ".join(str(v) for v in found[:MAX_VALUES_SHOWN]) + (", ..." if len(found) > MAX_VALUES_SHOWN else "")
+        raise DataError(f"{path}: expected a binary mask (values 0/255 or 0/1), found values [{shown}]")
+    return values != 0
+
+
+def resize_masks(masks: np.ndarray, size: int | None) -> np.ndarray:
+    """Resize bool masks (..., H, W) to ``size`` x ``size`` with nearest neighbour, so they stay binary."""
+    if size is None or masks.shape[-2:] == (size, size):
+        return masks
+    resized = np.zeros((*masks.shape[:-2], size, size), dtype=bool)
+    for source, out in zip(masks.reshape(-1, *masks.shape[-2:]), resized.reshape(-1, size, size)):
+        img = Image.fromarray(source.astype(np.uint8) * MASK_FOREGROUND)
+        out[...] = np.asarray(img.resize((size, size), MASK_RESAMPLE)) != 0
+    return resized
+
+
+def load_mask(path: str | Path, size: int | None = None, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Binary mask as bool (H,W), resized with nearest neighbour to ``size`` when given.
+
+    ``expected_shape`` (H, W) is the size of the image the mask belongs to; a mask of another size is an error.
+    """
+    path = Path(path)
+    mask = _binary_mask(path)
+    if expected_shape is not None and mask.shape != tuple(expected_shape):
+        raise DataError(
+            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} pixels but its image is "
+            f"{expected_shape[1]}x{expected_shape[0]}"
+        )
+    return resize_masks(mask, size)
+
+
+def _check_terminal_empty(path: Path, mask: np.ndarray) -> None:
+    if mask.any():
+        raise DataError(
+            f"{path}: the last layer's mask must be empty (the terminal sample), found {int(mask.sum())} "
+            "foreground pixels"
+        )
+
+
+def load_layer(record: ImageRecord, layer: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One training sample of ``record``: ``(image uint8 (H,W,3), occlusion bool (H,W), target bool (H,W))``.
+
+    Masks are checked for binary values and for the size of their image; the terminal layer's mask must be empty.
+    """
+    folder = record.folders[layer]
+    image, shape = _read_rgb(folder / IMAGE_FILE, size)
+    occlusion = load_mask(folder / OCCLUSION_FILE, size, shape)
+    target = load_mask(folder / MASK_FILE, size, shape)
+    if layer == record.num_layers:
+        _check_terminal_empty(folder / MASK_FILE, target)
+    return image, occlusion, target
+
+
+def load_layers(record: ImageRecord, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A whole image and its ordered layer masks: ``(image uint8 (H,W,3), layers bool (K,H,W))``."""
+    image, shape = _read_rgb(record.folders[0] / IMAGE_FILE, size)
+    height, width = image.shape[:2]
+    layers = np.zeros((record.num_layers, height, width), dtype=bool)
+    for layer in range(record.num_layers):
+        layers[layer] = load_mask(record.folders[layer] / MASK_FILE, size, shape)
+    return image, layers
+
+
+def validate_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
+    """Index ``root`` and decode every file: images readable and of one size per image, masks binary and of their
+    image's size, the terminal mask empty. Meant for small roots and tests; returns the records."""
+    records = index_sas_root(root, require_masks=require_masks)
+    for record in records:
+        first = record.folders[0] / IMAGE_FILE
+        shape = None
+        for layer, folder in enumerate(record.folders):
+            img = _open(folder / IMAGE_FILE)
+            if shape is None:
+                shape = (img.height, img.width)
+            elif (img.height, img.width) != shape:
+                raise DataError(
+                    f"{folder / IMAGE_FILE}: image is {img.width}x{img.height} pixels but {first} is "
+                    f"{shape[1]}x{shape[0]}; every layer folder of an image holds the same image"
+                )
+            if (folder / OCCLUSION_FILE).is_file():
+                load_mask(folder / OCCLUSION_FILE, expected_shape=shape)
+            if require_masks:
+                target = load_mask(folder / MASK_FILE, expected_shape=shape)
+                if layer == record.num_layers:
+                    _check_terminal_empty(folder / MASK_FILE, target)
+    return records
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray(mask.astype(np.uint8) * MASK_FOREGROUND).save(path)
+
+
+def write_image_layers(root: str | Path, image_id: str, image: np.ndarray, layers: np.ndarray) -> list[Path]:
+    """Write one image in the SAS layout: folders ``0 .. K`` for ``layers`` bool (K,H,W), the last one terminal.
+
+    ``image`` is uint8 (H,W,3). Returns the folders written.
+    """
+    root = Path(root)
+    if not image_id or image_id.startswith(".") or "/" in image_id or os.sep in image_id:
+        raise DataError(f"{root / str(image_id)}: image id must be a non-empty folder name without separators")
+    first = layer_folder(root, image_id, 0)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"{first / IMAGE_FILE}: expected a uint8 (H,W,3) image, got {image.dtype} {image.shape}")
+    layers = np.asarray(layers, dtype=bool)
+    if layers.ndim != 3 or layers.shape[1:] != image.shape[:2]:
+        raise DataError(f"{first / MASK_FILE}: layers of shape {layers.shape} do not match image {image.shape}")
+    rgb = Image.fromarray(image)
+    empty = np.zeros(image.shape[:2], dtype=bool)
+    occlusion = empty.copy()
+    folders = []
+    for layer in range(len(layers) + 1):
+        folder = layer_folder(root, image_id, layer)
+        folder.mkdir(parents=True, exist_ok=True)
+        rgb.save(folder / IMAGE_FILE)
+        _save_mask(folder / MASK_FILE, layers[layer] if layer < len(layers) else empty)
+        _save_mask(folder / OCCLUSION_FILE, occlusion)
+        if layer < len(layers):
+            occlusion = occlusion | layers[layer]
+        folders.append(folder)
+    return folders
+
+
+def write_instances(root: str | Path, image_id: str, **arrays: np.ndarray) -> Path:
+    """Save the per-instance ground truth of ``image_id`` (arrays named in :data:`INSTANCE_ARRAYS`)."""
+    missing = [name for name in INSTANCE_ARRAYS if name not in arrays]
+    path = instances_root(root) / f"{image_id}.npz"
+    if missing or set(arrays) - set(INSTANCE_ARRAYS):
+        raise DataError(f"{path}: expected exactly the arrays {list(INSTANCE_ARRAYS)}, got {sorted(arrays)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{name: np.asarray(arrays[name]) for name in INSTANCE_ARRAYS})
+    return path
+
+
+def read_instances(root: str | Path, image_id: str, size: int | None = None) -> dict[str, np.ndarray] | None:
+    """The per-instance ground truth of ``image_id`` (masks resized to ``size``), or None when none was written."""
+    path = instances_root(root) / f"{image_id}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in INSTANCE_ARRAYS}
+    except (KeyError, OSError, ValueError) as err:
+        raise DataError(f"{path}: cannot read instance arrays {list(INSTANCE_ARRAYS)} ({err})") from None
+    for name in INSTANCE_MASK_ARRAYS:
+        arrays[name] = resize_masks(arrays[name].astype(bool), size)
+    return arrays
+

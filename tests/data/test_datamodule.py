@@ -1,0 +1,278 @@
+"""LayeredAmodalDataModule: the canonical batch, splits by image id, noise mixing, per-device batches, configs."""
+
+import collections
+import pickle
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from amodal_lightning.config import compose
+from amodal_lightning.data.datamodule import (
+    BATCH_KEYS,
+    IMAGE,
+    IMAGE_ID,
+    LAYER,
+    OCCLUSION,
+    TARGET,
+    LayeredAmodalDataModule,
+    LayeredImage,
+)
+from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
+from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.errors import ConfigError, DataError
+
+SIZE = 32
+NUM_IMAGES = 20
+NUM_NOISE_IMAGES = 6
+TINY_SYNTHETIC = {"num_train": 12, "num_val": 4, "num_test": 4, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def sas_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "sas"
+    write_sas_dataset(root, SceneGenerator(image_size=SIZE, seed=11), range(NUM_IMAGES), id_prefix="clean")
+    return root
+
+
+@pytest.fixture(scope="module")
+def noise_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("noise") / "noise"
+    write_sas_dataset(root, SceneGenerator(image_size=SIZE, seed=12), range(NUM_NOISE_IMAGES), id_prefix="noise")
+    return root
+
+
+def sas_module(root, **kwargs):
+    options = dict(source="sas", root=root, image_size=SIZE, batch_size=4, val_fraction=0.2, test_fraction=0.2)
+    options.update(kwargs)
+    return LayeredAmodalDataModule(**options)
+
+
+def all_samples(loader):
+    """Every sample of a loader as (image_id, layer, image, occlusion, target), batches taken apart."""
+    samples = []
+    for batch in loader:
+        for i, image_id in enumerate(batch[IMAGE_ID]):
+            samples.append((image_id, int(batch[LAYER][i]), batch[IMAGE][i], batch[OCCLUSION][i], batch[TARGET][i]))
+    return samples
+
+
+def check_batch(batch, size):
+    assert set(batch) == set(BATCH_KEYS)
+    b = len(batch[IMAGE_ID])
+    assert batch[IMAGE].dtype == torch.float32 and batch[IMAGE].shape == (b, 3, size, size)
+    assert 0.0 <= batch[IMAGE].min() and batch[IMAGE].max() <= 1.0
+    for key in (OCCLUSION, TARGET):
+        assert batch[key].dtype == torch.float32 and batch[key].shape == (b, 1, size, size)
+        assert set(batch[key].unique().tolist()) <= {0.0, 1.0}
+    assert batch[LAYER].dtype == torch.int64 and batch[LAYER].shape == (b,)
+    assert all(isinstance(i, str) for i in batch[IMAGE_ID])
+
+
+def test_sas_batches_follow_the_canonical_format(sas_root):
+    dm = sas_module(sas_root)
+    dm.setup("fit")
+    check_batch(next(iter(dm.train_dataloader())), SIZE)
+    samples = all_samples(dm.val_dataloader())
+    by_image = collections.defaultdict(dict)
+    for image_id, layer, _, occlusion, target in samples:
+        by_image[image_id][layer] = (occlusion[0].bool(), target[0].bool())
+    for image_id, layers in by_image.items():
+        assert sorted(layers) == list(range(len(layers))), image_id
+        last = max(layers)
+        assert not layers[last][1].any(), "the terminal sample's target is empty"
+        assert all(layers[k][1].any() for k in range(last))
+        for k in layers:
+            union = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+            for j in range(k):
+                union |= layers[j][1]
+            assert torch.equal(layers[k][0], union), "occlusion is the union of the earlier layers"
+
+
+def test_sas_images_are_resized_and_masks_stay_binary(tmp_path):
+    root = tmp_path / "big"
+    write_sas_dataset(root, SceneGenerator(image_size=48, seed=2), range(4))
+    dm = sas_module(root, val_fraction=0.0, test_fraction=0.0)
+    dm.setup("fit")
+    for batch in dm.train_dataloader():
+        check_batch(batch, SIZE)
+    scene = dm.scenes("train")[0]
+    assert scene.image.shape == (SIZE, SIZE, 3) and scene.layers.shape[1:] == (SIZE, SIZE)
+    assert scene.amodal.shape[1:] == (SIZE, SIZE) and scene.amodal.dtype == bool
+
+
+def test_splits_are_by_image_id_deterministic_and_complete(sas_root):
+    def ids(dm):
+        dm.setup()
+        return {split: LayerDataset(dm.scenes(split)).image_ids() for split in ("train", "val", "test")}
+
+    first, again, other = ids(sas_module(sas_root)), ids(sas_module(sas_root)), ids(sas_module(sas_root, split_seed=1))
+    assert first == again and first != other
+    assert len(first["val"]) == len(first["test"]) == round(0.2 * NUM_IMAGES)
+    assert not (first["train"] & first["val"]) and not (first["train"] & first["test"])
+    assert not (first["val"] & first["test"])
+    assert len(first["train"] | first["val"] | first["test"]) == NUM_IMAGES
+    # Every layer of an image, the terminal one included, is in the image's split.
+    dm = sas_module(sas_root)
+    dm.setup()
+    counts = collections.Counter(image_id for image_id, *_ in all_samples(dm.test_dataloader()))
+    assert {image_id: counts[image_id] for image_id in counts} == {
+        s.image_id: s.num_layers + 1 for s in dm.scenes("test")
+    }
+
+
+def test_absent_noise_folder_is_fine_without_noise(sas_root, tmp_path):
+    dm = sas_module(sas_root, noise_root=tmp_path / "no_noise_here", noise_rate=0.0)
+    dm.setup("fit")
+    assert all(not i.startswith("noise") for i, *_ in all_samples(dm.train_dataloader()))
+
+
+def test_absent_noise_folder_with_noise_is_a_data_error_naming_it(sas_root, tmp_path):
+    missing = tmp_path / "no_noise_here"
+    dm = sas_module(sas_root, noise_root=missing, noise_rate=0.2)
+    with pytest.raises(DataError, match=str(missing)):
+        dm.setup("fit")
+
+
+def test_noise_rate_without_noise_root_is_a_config_error(sas_root):
+    with pytest.raises(ConfigError, match="data.noise_root"):
+        sas_module(sas_root, noise_rate=0.2)
+
+
+def test_noise_is_mixed_into_training_only_at_its_rate(sas_root, noise_root):
+    dm = sas_module(sas_root, noise_root=noise_root, noise_rate=0.3, noise_seed=4)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    sampler = loader.sampler
+    assert isinstance(sampler, NoiseMixingSampler)
+    draws = []
+    for epoch in range(20):
+        sampler.set_epoch(epoch)
+        draws.extend(list(sampler))
+    fraction = np.mean(np.array(draws) >= sampler.num_clean)
+    assert abs(fraction - 0.3) < 0.05, fraction
+    sampler.set_epoch(0)
+    assert list(sampler) == draws[: sampler.num_clean], "draws depend only on seed and epoch"
+    sampler.set_epoch(0)
+    train_ids = [i for i, *_ in all_samples(loader)]
+    assert any(i.startswith("noise") for i in train_ids) and any(i.startswith("clean") for i in train_ids)
+    for loader in (dm.val_dataloader(), dm.test_dataloader()):
+        assert all(i.startswith("clean") for i, *_ in all_samples(loader))
+
+
+def test_per_device_batch_divides_the_global_batch(sas_root):
+    dm = sas_module(sas_root, batch_size=8)
+    dm.setup("fit")
+    assert dm.per_device_batch_size == 8
+    dm.trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=2)
+    dm.setup("fit")
+    assert dm.per_device_batch_size == 2
+    assert dm.train_dataloader().batch_size == 2
+    dm.trainer = SimpleNamespace(world_size=4, accumulate_grad_batches=3)
+    with pytest.raises(ConfigError) as info:
+        dm.setup("fit")
+    message = str(info.value)
+    assert "data.batch_size=8" in message and "4 device" in message and "3 accumulation" in message
+
+
+def test_synthetic_splits_are_disjoint_and_stable(tmp_path):
+    small = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC)
+    larger = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic={**TINY_SYNTHETIC, "num_train": 20})
+    small.setup()
+    larger.setup("validate")
+    check_batch(next(iter(small.train_dataloader())), SIZE)
+    images = {split: [s.image for s in small.scenes(split)] for split in ("train", "val", "test")}
+    assert [len(images[s]) for s in ("train", "val", "test")] == [12, 4, 4]
+    for a in images["train"]:
+        assert not any(np.array_equal(a, b) for b in images["val"] + images["test"])
+    # The validation scenes do not depend on the training set size.
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(small.scenes("val"), larger.scenes("val")))
+    scene = small.scenes("val")[0]
+    assert isinstance(scene, LayeredImage) and scene.amodal is not None
+    assert np.array_equal(scene.layers[0], scene.amodal[scene.instance_layer == 0].any(axis=0))
+    assert [s.image_id for s in small.panel_scenes(2)] == ["val_000000", "val_000001"]
+    samples = sum(s.num_layers + 1 for s in small.scenes("train"))
+    assert len(small.train_dataloader().dataset) == samples
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="data.synthetic.colour"):
+        LayeredAmodalDataModule(synthetic={"colour": "red"})
+    with pytest.raises(ConfigError, match="data.synthetic"):
+        LayeredAmodalDataModule(synthetic={"min_objects": 9})
+    with pytest.raises(ConfigError, match="data.root"):
+        LayeredAmodalDataModule(source="sas")
+    with pytest.raises(ConfigError, match="data.source"):
+        LayeredAmodalDataModule(source="coco")
+
+
+def test_datamodule_pickles_and_loads_with_workers(sas_root):
+    dm = sas_module(sas_root, num_workers=1)
+    dm.setup("fit")
+    dm = pickle.loads(pickle.dumps(dm))
+    loader = dm.train_dataloader()
+    assert loader.persistent_workers
+    check_batch(next(iter(loader)), SIZE)
+
+
+class _ConsumeBatches(L.LightningModule):
+    """Records what the trainer feeds it; its loss only needs a parameter to step."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(len(batch[IMAGE_ID]))
+        return (batch[IMAGE].mean() - self.weight) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_trainer_feeds_per_device_batches(sas_root, noise_root, tmp_path):
+    dm = sas_module(sas_root, batch_size=8, noise_root=noise_root, noise_rate=0.25)
+    model = _ConsumeBatches()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        accumulate_grad_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert dm.per_device_batch_size == 4 and model.seen == [4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("option", ["synthetic", "sas"])
+def test_data_configs_instantiate(option, sas_root, tmp_path):
+    overrides = [f"data={option}", f"paths.output_dir={tmp_path}"]
+    if option == "sas":
+        overrides.append(f"data.root={sas_root}")
+    else:
+        overrides += [f"data.synthetic.{key}={value}" for key, value in TINY_SYNTHETIC.items()]
+    cfg = compose("train", overrides)
+    dm = instantiate(cfg.data, _convert_="all")
+    assert isinstance(dm, LayeredAmodalDataModule)
+    assert dm.image_size == cfg.model.image_size and dm.batch_size == cfg.model.global_batch_size
+    dm.setup("fit")
+    check_batch(next(iter(dm.train_dataloader())), cfg.model.image_size)
+
+
+def test_sas_config_requires_a_root(tmp_path):
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose("train", ["data=sas", f"paths.output_dir={tmp_path}"])
+    assert OmegaConf.is_missing(cfg.data, "root")
+    with pytest.raises(MissingMandatoryValue):
+        instantiate(cfg.data, _convert_="all")

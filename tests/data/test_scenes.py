@@ -1,0 +1,152 @@
+"""The scene generator: determinism, the SAS layer rule, visibility and a useful spread of layer counts."""
+
+import collections
+import time
+
+import numpy as np
+import pytest
+
+from amodal_lightning.data.scenes import (
+    SceneGenerator,
+    assign_layers,
+    union_by_layer,
+    visible_masks,
+)
+from amodal_lightning.errors import ConfigError
+
+SIZE = 16
+NUM_SCENES = 300
+# Generous against a slow CI host; the generator takes about 1 ms per 32 px scene on one core.
+MAX_MS_PER_SCENE = 10.0
+
+
+def box(top, left, bottom, right, size=SIZE):
+    mask = np.zeros((size, size), dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    generator = SceneGenerator(image_size=32, seed=3)
+    return [generator.scene(i) for i in range(NUM_SCENES)]
+
+
+def test_scene_depends_only_on_seed_and_index():
+    a, b = SceneGenerator(seed=7), SceneGenerator(seed=7)
+    forward = [a.scene(i) for i in (0, 1, 2)]
+    backward = [b.scene(i) for i in (2, 1, 0)][::-1]
+    for x, y in zip(forward, backward):
+        assert np.array_equal(x.image, y.image) and np.array_equal(x.amodal, y.amodal)
+        assert np.array_equal(x.layer, y.layer) and np.array_equal(x.depth_order, y.depth_order)
+    assert not np.array_equal(SceneGenerator(seed=8).scene(0).image, forward[0].image)
+    assert not np.array_equal(forward[0].image, forward[1].image)
+
+
+def test_front_object_overlapping_pushes_the_back_one_to_layer_1():
+    amodal = np.stack([box(0, 0, 8, 8), box(4, 4, 12, 12)])
+    assert assign_layers(amodal, [0, 1]).tolist() == [0, 1]
+    assert assign_layers(amodal, [1, 0]).tolist() == [1, 0]
+
+
+def test_chain_of_overlaps_gives_consecutive_layers():
+    amodal = np.stack([box(0, 0, 6, 6), box(4, 4, 10, 10), box(8, 8, 14, 14)])
+    assert assign_layers(amodal, [0, 1, 2]).tolist() == [0, 1, 2]
+
+
+def test_non_overlapping_objects_are_both_layer_0():
+    amodal = np.stack([box(0, 0, 4, 4), box(10, 10, 14, 14)])
+    assert assign_layers(amodal, [0, 1]).tolist() == [0, 0]
+
+
+def test_object_behind_layers_0_and_1_is_layer_2():
+    # A (front, layer 0) overlaps B (layer 1); C, behind both, overlaps both; D behind only A is layer 1.
+    a, b = box(0, 0, 6, 6), box(4, 4, 10, 10)
+    c, d = box(5, 0, 9, 6), box(0, 5, 3, 8)
+    assert np.any(c & a) and np.any(c & b) and np.any(d & a) and not np.any(d & b)
+    layer = assign_layers(np.stack([a, b, c, d]), [0, 1, 2, 3])
+    assert layer.tolist() == [0, 1, 2, 1]
+
+
+def test_deepest_overlapping_layer_counts_not_the_number_of_occluders():
+    # Two layer-0 objects in front of C: C is layer 1, not 2.
+    a, b, c = box(0, 0, 4, 16), box(12, 0, 16, 16), box(2, 4, 14, 8)
+    assert assign_layers(np.stack([a, b, c]), [0, 1, 2]).tolist() == [0, 0, 1]
+
+
+def test_visible_masks_hide_what_lies_behind():
+    a, b = box(0, 0, 8, 8), box(4, 4, 12, 12)
+    visible = visible_masks(np.stack([a, b]), [0, 1])
+    assert np.array_equal(visible[0], a) and np.array_equal(visible[1], b & ~a)
+
+
+def test_scene_arrays_are_consistent(scenes):
+    for scene in scenes[:50]:
+        n = scene.num_objects
+        assert scene.image.dtype == np.uint8 and scene.image.shape == (32, 32, 3)
+        assert scene.amodal.dtype == bool and scene.amodal.shape == (n, 32, 32)
+        assert scene.visible.shape == (n, 32, 32) and not np.any(scene.visible & ~scene.amodal)
+        assert sorted(scene.depth_order.tolist()) == list(range(n))
+        assert np.array_equal(scene.layer, assign_layers(scene.amodal, scene.depth_order))
+        assert np.array_equal(scene.visible, visible_masks(scene.amodal, scene.depth_order))
+        layers = scene.layer_masks()
+        assert layers.shape == (scene.num_layers, 32, 32) and layers.any(axis=(1, 2)).all()
+        assert np.array_equal(layers, union_by_layer(scene.amodal, scene.layer))
+
+
+def test_every_object_is_partly_visible(scenes):
+    generator = SceneGenerator(image_size=32)
+    for scene in scenes:
+        assert 2 <= scene.num_objects <= 5
+        visible = scene.visible.sum(axis=(1, 2))
+        area = scene.amodal.sum(axis=(1, 2))
+        assert np.all(visible >= generator.min_visible_fraction * area) and np.all(visible > 0)
+
+
+def test_layer_counts_spread_and_occlusions_are_common(scenes):
+    counts = collections.Counter(scene.num_layers for scene in scenes)
+    assert set(counts) <= {1, 2, 3, 4}
+    for num_layers in (1, 2, 3, 4):
+        assert counts[num_layers] >= 0.03 * NUM_SCENES, counts
+    assert max(counts.values()) <= 0.6 * NUM_SCENES, counts
+    occluded = sum(bool(np.any(scene.visible != scene.amodal)) for scene in scenes)
+    assert occluded >= 0.8 * NUM_SCENES
+
+
+def test_objects_get_distinct_colours(scenes):
+    # The median colours of the visible parts of two objects differ clearly in most scenes.
+    distinct = 0
+    for scene in scenes[:100]:
+        colours = [np.median(scene.image[v], axis=0) for v in scene.visible]
+        gaps = [np.abs(p - q).max() for i, p in enumerate(colours) for q in colours[i + 1 :]]
+        distinct += min(gaps) > 20
+    assert distinct >= 80
+
+
+def test_max_layers_and_shape_options_are_honoured():
+    generator = SceneGenerator(image_size=24, max_layers=2, shapes=["ellipse"], textures=["solid"], seed=1)
+    assert all(generator.scene(i).num_layers <= 2 for i in range(60))
+
+
+def test_generation_is_fast():
+    generator = SceneGenerator(image_size=32)
+    generator.scene(0)
+    start = time.perf_counter()
+    for i in range(200):
+        generator.scene(i)
+    ms = (time.perf_counter() - start) / 200 * 1000
+    assert ms < MAX_MS_PER_SCENE, f"{ms:.2f} ms per scene"
+
+
+@pytest.mark.parametrize(
+    "kwargs,key",
+    [
+        ({"min_objects": 4, "max_objects": 2}, "min_objects"),
+        ({"shapes": ["hexagram"]}, "shapes"),
+        ({"min_visible_fraction": 0.0}, "min_visible_fraction"),
+        ({"image_size": 4}, "image_size"),
+    ],
+)
+def test_bad_arguments_are_config_errors_naming_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key):
+        SceneGenerator(**kwargs)
