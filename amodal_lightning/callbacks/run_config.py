@@ -1,0 +1,31 @@
+"""Saves the run's full resolved config beside its checkpoints and inside each checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import yaml
+
+RUN_CONFIG_KEY = "run_config"
+RUN_CONFIG_FILE = "config.yaml"
+
+
+class SaveRunConfig(L.Callback):
+    """Writes ``config.yaml`` into the checkpoint folder and stores the config in every checkpoint.
+
+    With it, inference and resumption read model, data and convention settings from the checkpoint: the user
+    never repeats a training flag.
+    """
+
+    def __init__(self, config: dict, dirpath: str | Path):
+        self.config = config
+        self.dirpath = Path(dirpath)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            (self.dirpath / RUN_CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[RUN_CONFIG_KEY] = self.config

@@ -1,0 +1,66 @@
+"""Train a model: ``python -m amodal_lightning.train [group=option] [key=value ...]``.
+
+A thin Hydra entry point: compose the config, instantiate data, model, callbacks, loggers and trainer, fit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from amodal_lightning.callbacks.run_config import SaveRunConfig
+from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint
+from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_group(group: DictConfig | None) -> list:
+    """Instantiate every entry of a config group such as ``callbacks`` or ``logger``; empty or null gives []."""
+    if not group:
+        return []
+    return [instantiate(entry, _convert_="all") for entry in group.values() if entry]
+
+
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
+    """Fit the configured model on the configured data; returns the final logged metrics.
+
+    ``extra_callbacks`` are added to the configured ones (for programmatic use, e.g. tests and notebooks).
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    module = instantiate(cfg.model.module, _convert_="all")
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
+    callbacks.extend(extra_callbacks)
+    loggers = _instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        checkpoint = read_checkpoint(ckpt_path)
+        if not is_resumable(checkpoint):
+            # Weights only (e.g. converted from SAS): start a new run from them instead of resuming one.
+            log.info("Initialising weights from %s (no optimiser state in it: a new run starts from step 0)", ckpt_path)
+            load_weights(module, checkpoint, ckpt_path)
+            ckpt_path = None
+        del checkpoint
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
+    with user_errors_as_one_line():
+        metrics = train(cfg)
+    return metrics.get(cfg.optimized_metric)
+
+
+if __name__ == "__main__":
+    main()

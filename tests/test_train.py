@@ -1,0 +1,119 @@
+"""The main job end to end on tiny configs: fast_dev_run, checkpoints + resume, DDP on 2 CPU processes, multirun."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+
+from amodal_lightning.config import compose
+from amodal_lightning.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.synthetic.num_train=48",
+    "data.synthetic.num_val=8",
+    "data.synthetic.num_test=8",
+    "model.global_batch_size=8",
+    "logger=csv",
+]
+
+
+def tiny_config(tmp_path: Path, *overrides: str):
+    return compose("train", [f"paths.output_dir={tmp_path}", "debug=default", *TINY, *overrides])
+
+
+def test_fast_dev_run(tmp_path):
+    cfg = compose("train", [f"paths.output_dir={tmp_path}", "debug=fdr", *TINY])
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+class CaptureStartState(L.Callback):
+    """Records, when training (re)starts, the step, the optimiser moments, the weights and the EMA weights."""
+
+    def on_train_start(self, trainer, pl_module):
+        ema = next(cb for cb in trainer.callbacks if isinstance(cb, WeightAveraging))
+        self.step = trainer.global_step
+        self.weights = {k: v.clone() for k, v in pl_module.state_dict().items()}
+        self.ema = {k: v.clone() for k, v in ema._average_model.module.state_dict().items()}
+        optimizer = trainer.optimizers[0]
+        self.exp_avg = [optimizer.state[p]["exp_avg"].clone() for p in pl_module.parameters() if p in optimizer.state]
+
+
+def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
+    first = tmp_path / "first"
+    train(tiny_config(first))
+    ckpt_dir = first / "checkpoints"
+    assert {"last.ckpt", "step0000005.ckpt", "step0000010.ckpt", "config.yaml"} <= {p.name for p in ckpt_dir.iterdir()}
+    assert (first / "csv" / "metrics.csv").read_text().count("\n") > 1
+    assert (first / "panels" / "layers_last.png").is_file()
+
+    saved = torch.load(ckpt_dir / "step0000005.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 5 and saved["run_config"]["model"]["image_size"] == 32
+    probe = CaptureStartState()
+    second = tmp_path / "second"
+    train(tiny_config(second, f"ckpt_path={ckpt_dir / 'step0000005.ckpt'}"), extra_callbacks=[probe])
+
+    assert probe.step == 5
+    # The EMA callback saves the average in state_dict and the live weights in current_model_state.
+    for key, value in saved["current_model_state"].items():
+        torch.testing.assert_close(probe.weights[key], value, rtol=0, atol=0)
+    for key, value in saved["state_dict"].items():
+        torch.testing.assert_close(probe.ema[key], value, rtol=0, atol=0)
+    assert not all(torch.equal(saved["state_dict"][k], v) for k, v in saved["current_model_state"].items())
+    saved_moments = [s["exp_avg"] for s in saved["optimizer_states"][0]["state"].values()]
+    assert len(saved_moments) == len(probe.exp_avg) > 0
+    for restored, stored in zip(probe.exp_avg, saved_moments):
+        torch.testing.assert_close(restored, stored, rtol=0, atol=0)
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 10
+
+
+@pytest.mark.slow
+def test_ddp_spawn_on_two_cpu_processes(tmp_path):
+    cfg = tiny_config(tmp_path, "trainer=ddp_cpu", "trainer.max_steps=4", "callbacks.layer_panel.num_images=1")
+    train(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 4
+
+
+def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.train", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow
+def test_multirun_two_jobs_write_under_outputs(tmp_path):
+    result = _run_cli(["-m", "model.lr=1e-4,2e-4", "debug=default", "trainer.max_steps=2", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/[0-9]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    lrs = set()
+    for job in jobs:
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        lrs.add((job / "checkpoints" / "config.yaml").read_text().split("lr: ")[1].split()[0])
+    assert lrs == {"0.0001", "0.0002"}
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("data=sas data.root={tmp}/missing", "{tmp}/missing"),
+        ("model.module.task.convention=rgb255", "model.convention"),
+        ("model.module.diffusion.noise_schedule=quadratic", "noise_schedule"),
+        ("ckpt_path={tmp}/nothing.ckpt", "{tmp}/nothing.ckpt"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, override, expected):
+    result = _run_cli([*override.format(tmp=tmp_path).split(), "debug=fdr", "model.global_batch_size=8"], tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected.format(tmp=tmp_path) in last
