@@ -51,6 +51,10 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         del checkpoint
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.get("final_validation") and not trainer.fast_dev_run and trainer.global_step > 0:
+        # A time budget or a step count between validations can end training unvalidated; the final numbers and
+        # panel then use the final (EMA) weights.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
