@@ -1,16 +1,88 @@
-"""Reading our checkpoints: full training state (resumable) or weights only (e.g. converted from SAS)."""
+"""Finding and reading our checkpoints: full training state (resumable) or weights only (e.g. converted from SAS).
+
+``ckpt_path`` names a checkpoint file, a run folder (its newest checkpoint), or ``last`` (the newest checkpoint of
+this run's own folder); ``auto_resume`` resumes this run's folder when it already holds a checkpoint. See
+:func:`resolve_ckpt_path`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from amodal_lightning.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
 STATE_DICT_KEY = "state_dict"
 # Lightning stores these only in checkpoints that can resume training.
 TRAINING_STATE_KEYS = ("optimizer_states", "loops")
+CHECKPOINT_SUFFIX = ".ckpt"
+# `ckpt_path=last`: the newest checkpoint of this run's own folder, as Lightning's `fit(ckpt_path="last")`.
+LAST = "last"
+# Where a run folder keeps its checkpoints (paths.checkpoint_dir); Lightning's SLURM requeue writes
+# `hpc_ckpt_N.ckpt` into the run folder itself (the trainer's default_root_dir), so both are searched.
+RUN_CHECKPOINT_SUBDIR = "checkpoints"
+
+
+def newest_checkpoint(folders: Iterable[str | Path]) -> Path | None:
+    """The most recently written ``*.ckpt`` directly in any of ``folders``; None when there is none.
+
+    Hidden files (an interrupted atomic save's ``.{name}.partial``) are never candidates. Files are ordered by
+    modification time: ``last.ckpt`` is written after the periodic checkpoint of the same step, and a SIGTERM or
+    requeue checkpoint after both.
+    """
+    candidates = [
+        path
+        for folder in folders
+        if Path(folder).is_dir()
+        for path in Path(folder).iterdir()
+        if path.suffix == CHECKPOINT_SUFFIX and not path.name.startswith(".") and path.is_file()
+    ]
+    return max(candidates, key=lambda path: path.stat().st_mtime_ns, default=None)
+
+
+def resolve_ckpt_path(
+    ckpt_path: str | Path | None, run_dir: str | Path, checkpoint_dir: str | Path, auto_resume: bool = False
+) -> Path | None:
+    """The checkpoint file a run starts from, or None to start from scratch.
+
+    Args:
+        ckpt_path: a checkpoint file; a run folder (or its ``checkpoints/``), meaning its newest checkpoint;
+            ``last``, the newest checkpoint of this run (``run_dir``); or None.
+        run_dir, checkpoint_dir: this run's folder (``paths.output_dir``) and its checkpoint folder.
+        auto_resume: resume from this run's newest checkpoint when there is one (whatever ``ckpt_path`` says), for
+            schedulers that rerun the same command in a fixed ``hydra.run.dir``; otherwise use ``ckpt_path``.
+    """
+    own_folders = (checkpoint_dir, run_dir)
+    if auto_resume:
+        newest = newest_checkpoint(own_folders)
+        if newest is not None:
+            log.info("auto_resume: resuming from %s, the newest checkpoint of %s", newest, run_dir)
+            return newest
+    if not ckpt_path:
+        return None
+    if str(ckpt_path) == LAST:
+        newest = newest_checkpoint(own_folders)
+        if newest is None:
+            raise CheckpointError(
+                f"ckpt_path=last: no checkpoint in {checkpoint_dir} (each run writes a new folder: pass the folder "
+                "of the run to resume as ckpt_path=RUN_DIR, or fix the folder with hydra.run.dir=...)"
+            )
+        return newest
+    path = Path(ckpt_path)
+    if path.is_dir():
+        newest = newest_checkpoint((path / RUN_CHECKPOINT_SUBDIR, path))
+        if newest is None:
+            raise CheckpointError(
+                f"ckpt_path: {path} is a folder without checkpoints (no *{CHECKPOINT_SUFFIX} in it or in its "
+                f"{RUN_CHECKPOINT_SUBDIR}/)"
+            )
+        return newest
+    return path
 
 
 def read_checkpoint(path: str | Path) -> dict:

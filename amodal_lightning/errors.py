@@ -19,3 +19,7 @@ class DataError(AmodalError, ValueError):
 
 class CheckpointError(AmodalError, ValueError):
     """A checkpoint file is neither ours nor a SAS checkpoint we can convert."""
+
+
+class NonFiniteLossError(AmodalError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the run stopped without saving the broken state."""

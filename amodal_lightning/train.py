@@ -6,14 +6,17 @@ A thin Hydra entry point: compose the config, instantiate data, model, callbacks
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
-from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint
+from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,9 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     loggers = _instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
 
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), cfg.paths.output_dir, cfg.paths.checkpoint_dir, auto_resume=cfg.get("auto_resume", False)
+    )
     if ckpt_path:
         checkpoint = read_checkpoint(ckpt_path)
         if not is_resumable(checkpoint):
@@ -62,7 +67,11 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
     with user_errors_as_one_line():
-        metrics = train(cfg)
+        try:
+            metrics = train(cfg)
+        except SIGTERMException:
+            # Lightning stopped after the current step (the checkpoint callbacks saved what they could).
+            sys.exit(SIGTERM_EXIT_CODE)
     return metrics.get(cfg.optimized_metric)
 
 

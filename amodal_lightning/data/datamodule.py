@@ -23,10 +23,12 @@ Whole validation and test images, for sequential evaluation, come from :meth:`La
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import ConcatDataset, DataLoader
 
 from amodal_lightning.data import sas_folders
@@ -59,6 +61,8 @@ __all__ = [
     "LayeredAmodalDataModule",
     "LayeredImage",
 ]
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("synthetic", "sas")
 SPLITS = ("train", "val", "test")
@@ -93,6 +97,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ``min_visible_fraction``, ...).
         pin_memory: pin loader memory (worth it on GPUs).
         validate_files: decode and check every SAS file at setup instead of when it is first loaded.
+        skip_bad_samples: leave out the images of a SAS root that have malformed folders (and log how many)
+            instead of refusing the root.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         synthetic: dict | None = None,
         pin_memory: bool = False,
         validate_files: bool = False,
+        skip_bad_samples: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -145,6 +152,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.split_seed = int(split_seed)
         self.pin_memory = bool(pin_memory)
         self.validate_files = bool(validate_files)
+        self.skip_bad_samples = bool(skip_bad_samples)
         self.split_sizes, self._generator = self._synthetic_config(dict(synthetic or {}))
         # Without a trainer every loader batch is the global batch; setup() divides it over devices.
         self.per_device_batch_size = self.batch_size
@@ -215,8 +223,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     def _sas_split_records(self) -> dict[str, list[sas_folders.ImageRecord]]:
         """Records of each split: a seeded shuffle of the sorted ids, cut by the val and test fractions."""
         if self._sas_splits is None:
-            index = sas_folders.validate_root if self.validate_files else sas_folders.index_sas_root
-            records = index(self.root)
+            records = self._index(self.root)
             order = np.random.default_rng(self.split_seed).permutation(len(records))
             shuffled = [records[i] for i in order]
             num_val = self._held_out(len(records), self.val_fraction)
@@ -235,6 +242,25 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             }
         return self._sas_splits
 
+    def _index(self, root: Path) -> list[sas_folders.ImageRecord]:
+        """The usable images of a SAS root. A root with malformed folders is refused in one line that says how to
+        list them, unless ``skip_bad_samples`` is set: then their images are left out and counted in the log."""
+        scan = sas_folders.scan_sas_root(root, deep=self.validate_files)
+        if not scan.problems:
+            return scan.records
+        check_command = f"python -m amodal_lightning.data.check data=sas data.root={root}"
+        if self.validate_files:
+            check_command += " deep=true"
+        if not self.skip_bad_samples:
+            raise DataError(
+                f"{root}: {scan.summary()}; the first: {scan.problems[0]}; list them all with `{check_command}`, "
+                "or set data.skip_bad_samples=true to train without them"
+            )
+        if not scan.records:
+            raise DataError(f"{root}: no usable image left ({scan.summary()}); the first problem: {scan.problems[0]}")
+        _log_skipped(root, scan, check_command)
+        return scan.records
+
     @staticmethod
     def _held_out(total: int, fraction: float) -> int:
         """Images held out for a fraction: rounded, but at least one when the fraction is positive."""
@@ -245,8 +271,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         if self.noise_rate <= 0:
             return None
         if self._noise is None:
-            index = sas_folders.validate_root if self.validate_files else sas_folders.index_sas_root
-            records = index(self.noise_root)
+            records = self._index(self.noise_root)
             self._noise = LayerDataset(SasImages(self.noise_root, records, self.image_size))
         return self._noise
 
@@ -292,3 +317,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         """The first ``num_images`` validation images: a fixed set to show predictions on."""
         val = self._collection("val")
         return [val[i] for i in range(min(num_images, len(val)))]
+
+
+@rank_zero_only
+def _log_skipped(root: Path, scan: sas_folders.RootScan, check_command: str) -> None:
+    log.warning("%s: data.skip_bad_samples=true: %s; list them with `%s`", root, scan.summary(), check_command)

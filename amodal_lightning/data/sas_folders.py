@@ -15,15 +15,19 @@ and plain files directly under a root are ignored; any other folder whose name d
 Per-instance ground truth that the layout cannot express (amodal and visible mask of every object, its layer and
 the depth order) lives beside the root in ``{root}_instances/{image_id}.npz``; see :func:`write_instances`.
 
-Indexing (:func:`index_sas_root`) only looks at names and file existence, so it is cheap for large roots; pixel
-content is checked when a sample is loaded, or eagerly for a whole root by :func:`validate_root`. Every problem is
-a one-line :class:`~amodal_lightning.errors.DataError` that names the offending path.
+One scanner (:func:`scan_sas_root`) checks a root and collects every problem, each a line that names the offending
+path; the check command (``python -m amodal_lightning.data.check``), the data module and :func:`index_sas_root` /
+:func:`validate_root` all use it. By default it only looks at names and file metadata, so it is cheap for large
+roots; pixel content is checked when a sample is loaded, or for a whole root with ``deep=True``. Loading and
+indexing report a problem as a one-line :class:`~amodal_lightning.errors.DataError`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +51,11 @@ IMAGE_RESAMPLE = Image.Resampling.BILINEAR
 MASK_RESAMPLE = Image.Resampling.NEAREST
 # How many distinct values of a non-binary mask the error message lists.
 MAX_VALUES_SHOWN = 8
+# Scanning a root is one stat per file (and a decode with deep=True). Threads overlap them: a little faster on a
+# local disk, many times faster on network file systems (NFS, Lustre), where each stat waits on the server. Each
+# task checks this many images.
+SCAN_THREADS = 8
+IMAGES_PER_SCAN_TASK = 256
 
 
 @dataclass(frozen=True)
@@ -77,56 +86,6 @@ def instances_root(root: str | Path) -> Path:
     """Folder of the per-instance ground truth of ``root``: its sibling ``{root}_instances``."""
     root = Path(root).resolve()
     return root.parent / f"{root.name}{INSTANCES_SUFFIX}"
-
-
-def _required_files(require_masks: bool) -> tuple[str, ...]:
-    return (IMAGE_FILE, MASK_FILE, OCCLUSION_FILE) if require_masks else (IMAGE_FILE,)
-
-
-def index_sas_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
-    """Records of every image under ``root``, sorted by id; checks names, layer contiguity and file presence.
-
-    ``require_masks=False`` indexes an inference root, where only ``image.png`` is required.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{root}: SAS root folder does not exist")
-    if not root.is_dir():
-        raise DataError(f"{root}: expected a SAS root folder, found a file")
-    layers_of: dict[str, dict[int, Path]] = {}
-    with os.scandir(root) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            parsed = parse_folder_name(entry.name)
-            if parsed is None:
-                raise DataError(
-                    f"{root / entry.name}: expected a folder named '{{image_id}}_{{layer}}' (integer layer)"
-                )
-            image_id, layer = parsed
-            folders = layers_of.setdefault(image_id, {})
-            if layer in folders:
-                raise DataError(f"{root / entry.name}: layer {layer} of image {image_id!r} also in {folders[layer]}")
-            folders[layer] = root / entry.name
-    if not layers_of:
-        raise DataError(f"{root}: no '{{image_id}}_{{layer}}' folders found (empty SAS root)")
-    required = _required_files(require_masks)
-    records = []
-    for image_id in sorted(layers_of):
-        folders = layers_of[image_id]
-        for expected in range(len(folders)):
-            if expected not in folders:
-                raise DataError(
-                    f"{layer_folder(root, image_id, expected)}: missing; layers of {image_id!r} must run from 0 "
-                    f"without gaps (found {sorted(folders)})"
-                )
-        ordered = tuple(folders[layer] for layer in range(len(folders)))
-        for folder in ordered:
-            for name in required:
-                if not (folder / name).is_file():
-                    raise DataError(f"{folder / name}: required file is missing")
-        records.append(ImageRecord(image_id, ordered))
-    return records
 
 
 def _open(path: Path) -> Image.Image:
@@ -231,29 +190,223 @@ def load_layers(record: ImageRecord, size: int | None = None) -> tuple[np.ndarra
     return image, layers
 
 
+# ------------------------------------------------------------------------------------------- scanning a root
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One malformed sample: its report line (``path: reason``) and the image it makes unusable.
+
+    ``image_id`` is None for a folder that belongs to no image (its name does not parse).
+    """
+
+    message: str
+    image_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class RootScan:
+    """What scanning a SAS root found: the usable images, sorted by id, and every problem, sorted by path."""
+
+    root: Path
+    records: list[ImageRecord]
+    problems: list[Problem]
+    num_folders: int
+
+    @property
+    def bad_image_ids(self) -> set[str]:
+        """Ids of the images left out of :attr:`records` because of a problem."""
+        return {problem.image_id for problem in self.problems if problem.image_id is not None}
+
+    def summary(self) -> str:
+        """One line: folders scanned, usable images, problems and what they leave out."""
+        text = f"{self.num_folders} folder(s), {len(self.records)} usable image(s), {len(self.problems)} problem(s)"
+        if self.problems:
+            misnamed = sum(1 for problem in self.problems if problem.image_id is None)
+            text += f" ({len(self.bad_image_ids)} image(s) left out"
+            text += f", {misnamed} misnamed folder(s) ignored)" if misnamed else ")"
+        return text
+
+    def raise_first(self) -> None:
+        """Raise the first problem as a one-line :class:`DataError`; do nothing for a clean root."""
+        if self.problems:
+            raise DataError(self.problems[0].message)
+
+
+def _required_files(require_masks: bool) -> tuple[str, ...]:
+    return (IMAGE_FILE, MASK_FILE, OCCLUSION_FILE) if require_masks else (IMAGE_FILE,)
+
+
+def _layer_folders(root: Path) -> tuple[dict[str, dict[int, str]], list[Problem], int]:
+    """Folder names of each image id and layer, the naming problems, and the number of folders under ``root``."""
+    layers_of: dict[str, dict[int, str]] = {}
+    problems = []
+    num_folders = 0
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            num_folders += 1
+            parsed = parse_folder_name(entry.name)
+            if parsed is None:
+                problems.append(
+                    Problem(f"{root / entry.name}: expected a folder named '{{image_id}}_{{layer}}' (integer layer)")
+                )
+                continue
+            image_id, layer = parsed
+            folders = layers_of.setdefault(image_id, {})
+            if layer in folders:
+                problems.append(
+                    Problem(
+                        f"{root / entry.name}: layer {layer} of image {image_id!r} also in {root / folders[layer]}",
+                        image_id,
+                    )
+                )
+                continue
+            folders[layer] = entry.name
+    return layers_of, problems, num_folders
+
+
+def _file_problem(path: str) -> str | None:
+    """Why a required file is unusable without decoding it (missing, not a file, empty), or None."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return "required file is missing"
+    except OSError as err:
+        return f"cannot read ({err.strerror or type(err).__name__})"
+    if not stat.S_ISREG(status.st_mode):
+        return "required file is missing (found something that is not a file)"
+    if status.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _layout_problems(root: Path, image_id: str, folders: dict[int, str], required: tuple[str, ...]) -> list[Problem]:
+    """Problems of one image found from names and file metadata alone: layer gaps, missing or empty files."""
+    missing_layers = sorted(set(range(max(folders) + 1)) - set(folders))
+    if missing_layers:
+        return [
+            Problem(
+                f"{layer_folder(root, image_id, missing_layers[0])}: missing; layers of {image_id!r} must run from 0 "
+                f"without gaps (found {sorted(folders)})",
+                image_id,
+            )
+        ]
+    problems = []
+    for layer in range(len(folders)):
+        # Plain strings: this loop runs for every file of the root, and Path joins cost more than the stat itself.
+        folder = f"{root}{os.sep}{folders[layer]}{os.sep}"
+        for name in required:
+            reason = _file_problem(folder + name)
+            if reason is not None:
+                problems.append(Problem(f"{folder}{name}: {reason}", image_id))
+    return problems
+
+
+def _content_problems(record: ImageRecord, require_masks: bool) -> list[Problem]:
+    """Problems found by decoding every file of one image: unreadable images, images of different sizes, masks that
+    are not binary or not of their image's size, a terminal mask that is not empty."""
+    problems = []
+
+    def check(call, *args):
+        try:
+            return call(*args)
+        except DataError as err:
+            problems.append(Problem(str(err), record.image_id))
+            return None
+
+    first = record.folders[0] / IMAGE_FILE
+    shape = None
+    for layer, folder in enumerate(record.folders):
+        img = check(_open, folder / IMAGE_FILE)
+        if img is None:
+            continue
+        if shape is None:
+            shape = (img.height, img.width)
+        elif (img.height, img.width) != shape:
+            problems.append(
+                Problem(
+                    f"{folder / IMAGE_FILE}: image is {img.width}x{img.height} pixels but {first} is "
+                    f"{shape[1]}x{shape[0]}; every layer folder of an image holds the same image",
+                    record.image_id,
+                )
+            )
+            continue
+        if (folder / OCCLUSION_FILE).is_file():
+            check(load_mask, folder / OCCLUSION_FILE, None, shape)
+        if require_masks:
+            target = check(load_mask, folder / MASK_FILE, None, shape)
+            if target is not None and layer == record.num_layers:
+                check(_check_terminal_empty, folder / MASK_FILE, target)
+    return problems
+
+
+def scan_sas_root(root: str | Path, *, require_masks: bool = True, deep: bool = False) -> RootScan:
+    """Check every folder under ``root`` and collect every problem, instead of stopping at the first.
+
+    The default checks use names and file metadata only (folder names, duplicate or missing layers, missing or
+    empty files): fast enough for roots of 100k folders. ``deep=True`` also decodes every file (see
+    :func:`validate_root`). An image with any problem is left out of the records. A root that does not exist, is a
+    file or has no folder at all is an error: there is nothing to scan. ``require_masks=False`` scans an inference
+    root, where only ``image.png`` is required.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: SAS root folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root}: expected a SAS root folder, found a file")
+    layers_of, problems, num_folders = _layer_folders(root)
+    if not num_folders:
+        raise DataError(f"{root}: no '{{image_id}}_{{layer}}' folders found (empty SAS root)")
+    required = _required_files(require_masks)
+    # Images with a duplicated layer folder are already out; the others are checked in chunks, in parallel.
+    bad_ids = {problem.image_id for problem in problems}
+    image_ids = sorted(layers_of)
+    chunks = [image_ids[i : i + IMAGES_PER_SCAN_TASK] for i in range(0, len(image_ids), IMAGES_PER_SCAN_TASK)]
+
+    def check(chunk: list[str]) -> list[tuple[ImageRecord, list[Problem]]]:
+        checked = []
+        for image_id in chunk:
+            folders = layers_of[image_id]
+            found = _layout_problems(root, image_id, folders, required)
+            record = ImageRecord(image_id, tuple(root / folders[layer] for layer in sorted(folders)))
+            if deep and not found and image_id not in bad_ids:
+                found = _content_problems(record, require_masks)
+            checked.append((record, found))
+        return checked
+
+    records = []
+    with ThreadPoolExecutor(SCAN_THREADS) as pool:
+        for checked in pool.map(check, chunks):
+            for record, found in checked:
+                problems += found
+                if not found and record.image_id not in bad_ids:
+                    records.append(record)
+    problems.sort(key=lambda problem: problem.message)
+    return RootScan(root, records, problems, num_folders)
+
+
+def index_sas_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
+    """Records of every image under ``root``, sorted by id; the first problem of :func:`scan_sas_root` is an error.
+
+    Checks names, layer contiguity and file presence only. ``require_masks=False`` indexes an inference root, where
+    only ``image.png`` is required.
+    """
+    scan = scan_sas_root(root, require_masks=require_masks)
+    scan.raise_first()
+    return scan.records
+
+
 def validate_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
     """Index ``root`` and decode every file: images readable and of one size per image, masks binary and of their
-    image's size, the terminal mask empty. Meant for small roots and tests; returns the records."""
-    records = index_sas_root(root, require_masks=require_masks)
-    for record in records:
-        first = record.folders[0] / IMAGE_FILE
-        shape = None
-        for layer, folder in enumerate(record.folders):
-            img = _open(folder / IMAGE_FILE)
-            if shape is None:
-                shape = (img.height, img.width)
-            elif (img.height, img.width) != shape:
-                raise DataError(
-                    f"{folder / IMAGE_FILE}: image is {img.width}x{img.height} pixels but {first} is "
-                    f"{shape[1]}x{shape[0]}; every layer folder of an image holds the same image"
-                )
-            if (folder / OCCLUSION_FILE).is_file():
-                load_mask(folder / OCCLUSION_FILE, expected_shape=shape)
-            if require_masks:
-                target = load_mask(folder / MASK_FILE, expected_shape=shape)
-                if layer == record.num_layers:
-                    _check_terminal_empty(folder / MASK_FILE, target)
-    return records
+    image's size, the terminal mask empty. Returns the records; the first problem is an error."""
+    scan = scan_sas_root(root, require_masks=require_masks, deep=True)
+    scan.raise_first()
+    return scan.records
 
 
 def _save_mask(path: Path, mask: np.ndarray) -> None:
