@@ -1,62 +1,264 @@
 """Sequential layer prediction: predict layer 0, add it to the occlusion mask, predict layer 1, and so on.
 
-Every image of a batch and every ensemble member are sampled in one batched pass per layer. An image stops when
-its combined mask is (nearly) empty; no image goes past ``max_layers``, so the loop always ends.
+:class:`SequentialInference` is the one component the training callback, ``predict`` and ``evaluate`` share. Each
+layer is an ensemble of ``ensemble_size`` samples, drawn for several images at once in one batched pass, and
+combined by a rule of :mod:`amodal_lightning.inference.ensemble`. An image stops when its combined layer is
+(nearly) empty or after ``max_layers`` layers. With ``merge_disjoint`` (SAS's merge rule), a mask that does not
+touch the previous layer is merged into it and the layer is sampled again, at most ``max_merges`` times per image,
+so no path can loop forever: each pass stops an image, adds a layer or spends a merge.
+
+Everything here works at the model's own resolution on canonical data (RGB in [0, 1], masks in {0, 1}) and on the
+module's device; :mod:`amodal_lightning.inference.resolution` maps data of other sizes in and out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
-# SAS stops when a sampled mask covers less than 0.25 % of the image.
-DEFAULT_EMPTY_FRACTION = 0.0025
-# Majority vote: a pixel is foreground when at least half of the ensemble members say so.
-VOTE_THRESHOLD = 0.5
+from amodal_lightning.diffusion.gaussian import SAMPLERS
+from amodal_lightning.errors import ConfigError
+from amodal_lightning.inference.ensemble import (
+    DEFAULT_EMPTY_FRACTION,
+    DEFAULT_THRESHOLD,
+    SAS,
+    Combined,
+    check_rule,
+    combine,
+)
+
+# SAS's defaults: 3 samples per layer, at most 5 layers.
+DEFAULT_ENSEMBLE_SIZE = 3
+DEFAULT_MAX_LAYERS = 5
+DEFAULT_MAX_MERGES = 3
+# A respaced diffusion needs at least two steps (one noisy, one clean).
+MIN_STEPS = 2
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How layers are sampled, combined and stopped.
+
+    Args:
+        steps: sampling steps (the training schedule respaced); 2 up to the schedule's length.
+        sampler: ``"ddim"`` or ``"ancestral"``.
+        eta: DDIM noise (0 is deterministic given the starting noise).
+        ensemble_size: samples per layer and image.
+        combine: ``"sas"``, ``"vote"`` or ``"mean"`` (see :mod:`~amodal_lightning.inference.ensemble`).
+        threshold: the ``mean`` rule's cut.
+        empty_fraction: a layer with less foreground than this fraction of the image ends the image.
+        max_layers: no image gets more layers.
+        merge_disjoint: SAS's merge rule: a layer that does not overlap the previous one is merged into it.
+        max_merges: merges allowed per image; past them a disjoint layer is kept as a new layer.
+        batch_size: images sampled together (each with its whole ensemble).
+    """
+
+    steps: int = 50
+    sampler: str = "ddim"
+    eta: float = 0.0
+    ensemble_size: int = DEFAULT_ENSEMBLE_SIZE
+    combine: str = SAS
+    threshold: float = DEFAULT_THRESHOLD
+    empty_fraction: float = DEFAULT_EMPTY_FRACTION
+    max_layers: int = DEFAULT_MAX_LAYERS
+    merge_disjoint: bool = False
+    max_merges: int = DEFAULT_MAX_MERGES
+    batch_size: int = 8
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping, key: str = "inference") -> InferenceConfig:
+        """Settings from a config mapping; an unknown key is a one-line :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}: unknown setting; expected one of {sorted(known)}")
+        return cls(**dict(settings))
+
+    def check(self, num_timesteps: int, key: str = "inference") -> None:
+        """Raise a one-line :class:`ConfigError` naming ``{key}.<field>`` for a value the model cannot honour."""
+        if not MIN_STEPS <= int(self.steps) <= num_timesteps:
+            raise ConfigError(
+                f"{key}.steps={self.steps}: the model's diffusion schedule has {num_timesteps} steps; "
+                f"choose {MIN_STEPS} to {num_timesteps}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"{key}.sampler={self.sampler!r}: expected one of {list(SAMPLERS)}")
+        if self.eta < 0:
+            raise ConfigError(f"{key}.eta={self.eta}: expected a value >= 0")
+        for name in ("ensemble_size", "max_layers", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{key}.{name}={getattr(self, name)}: expected a positive integer")
+        if int(self.max_merges) < 0:
+            raise ConfigError(f"{key}.max_merges={self.max_merges}: expected 0 or more")
+        try:
+            check_rule(self.combine, self.threshold, self.empty_fraction)
+        except ConfigError as err:
+            raise ConfigError(f"{key}.{err}") from None
+
+    def as_dict(self) -> dict:
+        """The settings as plain values (for summaries and logs)."""
+        return asdict(self)
 
 
 @dataclass
 class LayerPrediction:
-    """Predicted layer masks ``(B, max_layers, H, W)`` in {0, 1} (zeros past an image's last layer),
-    the number of layers found per image ``(B,)`` and the per-pixel ensemble variance ``(B, max_layers, H, W)``."""
+    """Layers of a batch of images, front first.
+
+    ``layers`` (B,L,H,W) in {0, 1}, zeros past an image's last layer; ``uncertainty`` (B,L,H,W) the ensemble's
+    per-pixel variance for each layer; ``num_layers`` (B,) layers found per image; ``merges`` (B,) merges done.
+    """
 
     layers: torch.Tensor
-    num_layers: torch.Tensor
     uncertainty: torch.Tensor
+    num_layers: torch.Tensor
+    merges: torch.Tensor
+
+    @property
+    def cumulative(self) -> torch.Tensor:
+        """Cumulative masks (B,L,H,W): layer ``k`` and every layer in front of it."""
+        return self.layers.cummax(dim=1).values
+
+    def to(self, device: torch.device | str) -> LayerPrediction:
+        """The same prediction on ``device``."""
+        return LayerPrediction(*(t.to(device) for t in (self.layers, self.uncertainty, self.num_layers, self.merges)))
 
 
-@torch.no_grad()
-def predict_layers(
-    module,
-    image: torch.Tensor,
-    max_layers: int,
-    ensemble_size: int = 1,
-    steps: int | None = None,
-    sampler: str | None = None,
-    eta: float | None = None,
-    empty_fraction: float = DEFAULT_EMPTY_FRACTION,
-    generator: torch.Generator | None = None,
-) -> LayerPrediction:
-    """Predict the ordered amodal layer masks of canonical RGB images ``(B, 3, H, W)`` in [0, 1]."""
-    batch, _, height, width = image.shape
-    occlusion = image.new_zeros(batch, 1, height, width)
-    active = torch.ones(batch, dtype=torch.bool, device=image.device)
-    layers = image.new_zeros(batch, max_layers, height, width)
-    uncertainty = image.new_zeros(batch, max_layers, height, width)
-    num_layers = torch.zeros(batch, dtype=torch.long, device=image.device)
-    for k in range(max_layers):
-        conditioning = module.task.conditioning(image, occlusion).repeat_interleave(ensemble_size, dim=0)
-        members = module.sample_masks(conditioning, steps=steps, sampler=sampler, eta=eta, generator=generator)
-        members = members.view(batch, ensemble_size, height, width)
-        votes = members.mean(dim=1)
-        mask = (votes >= VOTE_THRESHOLD).float()
-        found = active & (mask.flatten(1).mean(1) >= empty_fraction)
-        if not found.any():
-            break
-        layers[found, k] = mask[found]
-        uncertainty[found, k] = votes[found] * (1 - votes[found])
-        num_layers += found.long()
-        occlusion = torch.maximum(occlusion, layers[:, k : k + 1])
-        active = found
-    return LayerPrediction(layers=layers, num_layers=num_layers, uncertainty=uncertainty)
+class SequentialInference:
+    """Predicts the ordered amodal layers of images with a trained module (see the module docstring).
+
+    ``module`` needs ``task`` (conditioning and input convention), ``sampling_diffusion(steps)`` and
+    ``denoiser(conditioning)``, as :class:`~amodal_lightning.models.module.AmodalDiffusionModule` has.
+    """
+
+    def __init__(self, module, config: InferenceConfig, key: str = "inference"):
+        config.check(module.diffusion.num_timesteps, key)
+        self.module = module
+        self.config = config
+
+    @property
+    def device(self) -> torch.device:
+        """Where sampling runs: the module's device."""
+        return next(self.module.parameters()).device
+
+    # ---------------------------------------------------------------------------------------------- one layer
+    @torch.no_grad()
+    def _sample_members(
+        self, image: torch.Tensor, occlusion: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Binarised and continuous (1 = foreground) members (B,N,H,W) of one ensemble per image."""
+        cfg, task = self.config, self.module.task
+        members = cfg.ensemble_size
+        conditioning = task.conditioning(image, occlusion).repeat_interleave(members, dim=0)
+        batch, height, width = image.shape[0], image.shape[2], image.shape[3]
+        raw = self.module.sampling_diffusion(cfg.steps).sample(
+            self.module.denoiser(conditioning),
+            (batch * members, task.target_channels, height, width),
+            sampler=cfg.sampler,
+            eta=cfg.eta,
+            generator=generator,
+            device=conditioning.device,
+        )
+        convention = task.convention
+        binary = convention.binarize(raw).view(batch, members, height, width)
+        soft = ((raw - convention.mask_shift) / convention.mask_scale).view(batch, members, height, width)
+        return binary, soft
+
+    @torch.no_grad()
+    def sample_layer(
+        self, image: torch.Tensor, occlusion: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Combined:
+        """The next layer of each image given its occlusion mask: canonical (B,3,H,W) and (B,1,H,W) -> combined."""
+        cfg = self.config
+        image, occlusion = image.to(self.device), occlusion.to(self.device)
+        if image.shape[0] == 0:
+            nothing = image.new_zeros(0, *image.shape[2:])
+            no_flags = torch.zeros(0, dtype=torch.long, device=self.device)
+            return Combined(mask=nothing, uncertainty=nothing, empty=no_flags.bool(), members_kept=no_flags)
+        parts = []
+        for start in range(0, image.shape[0], cfg.batch_size):
+            chunk = slice(start, start + cfg.batch_size)
+            binary, soft = self._sample_members(image[chunk], occlusion[chunk], generator)
+            parts.append(
+                combine(binary, cfg.combine, soft=soft, threshold=cfg.threshold, empty_fraction=cfg.empty_fraction)
+            )
+        return Combined(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Combined)))
+
+    # ---------------------------------------------------------------------------------------------- protocols
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, generator: torch.Generator | None = None) -> LayerPrediction:
+        """Fully sequential prediction: every layer is conditioned on the layers predicted before it.
+
+        ``images`` canonical RGB (B,3,H,W) in [0, 1]; the result is on the module's device.
+        """
+        cfg = self.config
+        images = images.to(self.device)
+        batch, _, height, width = images.shape
+        layers = images.new_zeros(batch, cfg.max_layers, height, width)
+        uncertainty = torch.zeros_like(layers)
+        occlusion = images.new_zeros(batch, 1, height, width)
+        num_layers = torch.zeros(batch, dtype=torch.long, device=self.device)
+        merges = torch.zeros_like(num_layers)
+        active = torch.ones(batch, dtype=torch.bool, device=self.device)
+        # Each pass stops an image, adds one of its layers or spends one of its merges: this bounds the passes.
+        for _ in range(cfg.max_layers + (cfg.max_merges if cfg.merge_disjoint else 0)):
+            index = active.nonzero().flatten()
+            if len(index) == 0:
+                break
+            layer = self.sample_layer(images[index], occlusion[index], generator)
+            active[index[layer.empty]] = False
+            found = index[~layer.empty]
+            mask, variance = layer.mask[~layer.empty], layer.uncertainty[~layer.empty]
+            slot = num_layers[found]
+            if cfg.merge_disjoint:
+                previous = layers[found, (slot - 1).clamp_min(0)]
+                disjoint = (slot > 0) & ~(previous.bool() & mask.bool()).flatten(1).any(1)
+                merge = disjoint & (merges[found] < cfg.max_merges)
+                merges[found[merge]] += 1
+                # A merged mask joins the previous layer, which keeps the larger of the two uncertainties.
+                slot = torch.where(merge, slot - 1, slot)
+                num_layers[found] += (~merge).long()
+            else:
+                num_layers[found] += 1
+            layers[found, slot] = torch.maximum(layers[found, slot], mask)
+            uncertainty[found, slot] = torch.maximum(uncertainty[found, slot], variance)
+            occlusion[found] = torch.maximum(occlusion[found], mask[:, None])
+            active &= num_layers < cfg.max_layers
+        return LayerPrediction(layers=layers, uncertainty=uncertainty, num_layers=num_layers, merges=merges)
+
+    @torch.no_grad()
+    def predict_teacher_forced(
+        self,
+        images: torch.Tensor,
+        true_layers: torch.Tensor,
+        num_true: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> LayerPrediction:
+        """Each layer conditioned on the true layers in front of it, the terminal step included.
+
+        ``true_layers`` (B,K,H,W) in {0, 1} with ``num_true`` (B,) layers per image. Layer ``k <= num_true`` of the
+        result is predicted from the union of true layers ``< k``; ``num_layers`` is ``num_true``, plus one where
+        the model, given every true layer, still finds a layer (it does not stop where it should).
+        """
+        images, true_layers = images.to(self.device), true_layers.to(self.device).float()
+        num_true = num_true.to(self.device)
+        batch, _, height, width = images.shape
+        steps = int(num_true.max()) + 1 if batch else 0
+        # One (image, layer) pair per step an image takes, the terminal one included; all sampled together.
+        pairs = [(i, k) for i in range(batch) for k in range(int(num_true[i]) + 1)]
+        image_index = torch.tensor([i for i, _ in pairs], dtype=torch.long, device=self.device)
+        layer_index = torch.tensor([k for _, k in pairs], dtype=torch.long, device=self.device)
+        in_front = torch.arange(true_layers.shape[1], device=self.device)[None] < layer_index[:, None]
+        occlusion = (true_layers[image_index] * in_front[..., None, None]).sum(1, keepdim=True).clamp(max=1)
+        layer = self.sample_layer(images[image_index], occlusion, generator)
+
+        layers = images.new_zeros(batch, steps, height, width)
+        uncertainty = torch.zeros_like(layers)
+        layers[image_index, layer_index] = layer.mask
+        uncertainty[image_index, layer_index] = layer.uncertainty
+        terminal = layer_index == num_true[image_index]
+        overshoot = torch.zeros(batch, dtype=torch.long, device=self.device)
+        overshoot[image_index[terminal]] = (~layer.empty[terminal]).long()
+        merges = torch.zeros_like(overshoot)
+        return LayerPrediction(layers=layers, uncertainty=uncertainty, num_layers=num_true + overshoot, merges=merges)

@@ -1,0 +1,62 @@
+"""The evaluator: predictions mapped back to each image's own resolution, and the four rows on a known answer."""
+
+import numpy as np
+import pytest
+from scripted_module import SIDE, Scripted, block, next_of
+
+from amodal_lightning.data.datasets import LayeredImage
+from amodal_lightning.inference.evaluation import LayerEvaluator, format_table
+from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+
+DATA_SIDE = 2 * SIDE  # the data is twice the model's size: everything is resized in and out
+
+
+def scene(image_id: str, with_instances: bool) -> LayeredImage:
+    """A front square (layer 0) partly hiding a back square (layer 1), at the data's size."""
+    front, back = (block(0, 0, 8, DATA_SIDE).bool().numpy(), block(4, 4, 8, DATA_SIDE).bool().numpy())
+    instances = {}
+    if with_instances:
+        instances = {
+            "amodal": np.stack([front, back]),
+            "visible": np.stack([front, back & ~front]),
+            "instance_layer": np.array([0, 1]),
+            "depth_order": np.array([0, 1]),
+        }
+    image = np.random.default_rng(0).integers(0, 256, (DATA_SIDE, DATA_SIDE, 3), dtype=np.uint8)
+    return LayeredImage(image_id=image_id, image=image, layers=np.stack([front, back]), **instances)
+
+
+def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
+    # The same squares at the model's size: what the scripted model answers.
+    model = Scripted(next_of([block(0, 0, 4), block(2, 2, 4)]))
+    inference = SequentialInference(model, InferenceConfig(steps=2, ensemble_size=2, empty_fraction=0.01))
+    evaluator = LayerEvaluator(inference, image_size=SIDE, max_true_layers=2)
+    images = [scene("known", with_instances=True), scene("plain", with_instances=False)]
+    results = evaluator.update(images)
+    rows = evaluator.compute()
+
+    assert [r.image_id for r in results] == ["known", "plain"]
+    for result, image in zip(results, images):
+        assert result.layers.shape == (2, DATA_SIDE, DATA_SIDE) and result.uncertainty.shape == result.layers.shape
+        np.testing.assert_array_equal(result.layers, image.layers)
+    assert results[0].row() == {
+        "image_id": "known", "true_layers": 2, "predicted_layers": 2, "merges": 0, "miou": 1.0, "hidden_miou": 1.0,
+    }
+    assert results[1].hidden_miou is None
+
+    for row in ("sequential", "teacher_forced"):
+        assert rows[row]["images"] == 2 and rows[row]["miou"] == 1.0 and rows[row]["layer_count_accuracy"] == 1.0
+        assert rows[row]["hidden_miou"] == 1.0
+    assert rows["empty"]["miou"] == 0.0 and rows["empty"]["hidden_miou"] == 0.0
+    oracle = rows["visible_oracle"]
+    # Only the image with instances; the back square is 64 px, 16 of them hidden by the front one.
+    assert oracle["images"] == 1 and oracle["hidden_miou"] == 0.0
+    assert oracle["iou_layer0"] == 1.0 and oracle["iou_layer1"] == pytest.approx(48 / 64)
+
+    table = format_table(rows).splitlines()
+    assert [line.split()[0] for line in table[1:5]] == ["sequential", "teacher_forced", "empty", "visible_oracle"]
+    assert table[5].startswith("reference row empty") and table[6].startswith("reference row visible_oracle")
+    assert "hidden_miou" in table[0] and "iou_layer1" in table[0]
+
+    evaluator.reset()
+    assert all(metric.images == 0 for metric in evaluator.metrics.values())
