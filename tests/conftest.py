@@ -4,6 +4,8 @@ import json
 import os
 from pathlib import Path
 
+import amodal_lightning  # noqa: F401 - first, so that its OpenMP wait policy applies before any test loads torch
+
 import numpy as np
 import pytest
 

