@@ -122,7 +122,7 @@ def main() -> None:
         if args.compile:
             compiled = ["model.module.performance.compile=true"]
             paths[f"{OPTIMISED} bf16-mixed + compile"] = {**optimised, "overrides": compiled, "precision": "bf16-mixed"}
-    else:
+    elif cuda:
         print("this GPU has no native bf16: the bf16 lines are left out")
 
     seconds, flops = {}, None
