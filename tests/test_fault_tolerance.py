@@ -197,14 +197,7 @@ def test_kill_9_mid_run_then_resume_continues_from_the_last_checkpoint(tmp_path)
     train(cfg, extra_callbacks=[probe])
 
     assert probe.step == latest_step
-    for key, value in latest["current_model_state"].items():
-        torch.testing.assert_close(probe.weights[key], value, rtol=0, atol=0)
-    for key, value in latest["state_dict"].items():
-        torch.testing.assert_close(probe.ema[key], value, rtol=0, atol=0)
-    saved_moments = [state["exp_avg"] for state in latest["optimizer_states"][0]["state"].values()]
-    assert len(saved_moments) == len(probe.exp_avg) > 0
-    for restored, stored in zip(probe.exp_avg, saved_moments):
-        torch.testing.assert_close(restored, stored, rtol=0, atol=0)
+    probe.assert_restored(latest)
     assert load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == latest_step + more_steps
 
 

@@ -44,6 +44,19 @@ class CaptureStartState(L.Callback):
         optimizer = trainer.optimizers[0]
         self.exp_avg = [optimizer.state[p]["exp_avg"].clone() for p in pl_module.parameters() if p in optimizer.state]
 
+    def assert_restored(self, checkpoint: dict) -> None:
+        """The run restarted exactly where ``checkpoint`` left off: step, live and EMA weights, Adam moments."""
+        assert self.step == checkpoint["global_step"]
+        # The EMA callback saves the average in state_dict and the live weights in current_model_state.
+        for key, value in checkpoint["current_model_state"].items():
+            torch.testing.assert_close(self.weights[key], value, rtol=0, atol=0)
+        for key, value in checkpoint["state_dict"].items():
+            torch.testing.assert_close(self.ema[key], value, rtol=0, atol=0)
+        saved_moments = [state["exp_avg"] for state in checkpoint["optimizer_states"][0]["state"].values()]
+        assert len(saved_moments) == len(self.exp_avg) > 0
+        for restored, stored in zip(self.exp_avg, saved_moments):
+            torch.testing.assert_close(restored, stored, rtol=0, atol=0)
+
 
 def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     first = tmp_path / "first"
@@ -60,16 +73,8 @@ def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     train(tiny_config(second, f"ckpt_path={ckpt_dir / 'step0000005.ckpt'}"), extra_callbacks=[probe])
 
     assert probe.step == 5
-    # The EMA callback saves the average in state_dict and the live weights in current_model_state.
-    for key, value in saved["current_model_state"].items():
-        torch.testing.assert_close(probe.weights[key], value, rtol=0, atol=0)
-    for key, value in saved["state_dict"].items():
-        torch.testing.assert_close(probe.ema[key], value, rtol=0, atol=0)
+    probe.assert_restored(saved)
     assert not all(torch.equal(saved["state_dict"][k], v) for k, v in saved["current_model_state"].items())
-    saved_moments = [s["exp_avg"] for s in saved["optimizer_states"][0]["state"].values()]
-    assert len(saved_moments) == len(probe.exp_avg) > 0
-    for restored, stored in zip(probe.exp_avg, saved_moments):
-        torch.testing.assert_close(restored, stored, rtol=0, atol=0)
     resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 10
 
