@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -61,14 +62,37 @@ def _user_error_message(exc: BaseException) -> str | None:
     return None
 
 
+class SweepJobError(CompactHydraException):
+    """A job of a multirun ended in a user error (bad value, non-finite loss): the sweep records it and goes on.
+
+    Hydra prints a compact exception as its message alone, so a sweep that ends on one still ends in one line.
+    """
+
+
 @contextlib.contextmanager
-def user_errors_as_one_line() -> Iterator[None]:
-    """Report config and data errors as one line on stderr and exit with status 2; let real bugs raise."""
+def user_errors_as_one_line(in_sweep: bool = False) -> Iterator[None]:
+    """Report config and data errors as one line and exit with status 2; let real bugs raise.
+
+    In a sweep job (``in_sweep``) the line goes to the job's log and a :class:`SweepJobError` marks the job failed
+    instead of exiting: one trial that diverges or gets an impossible value must not end the other trials. Optuna
+    records the trial as failed and goes on; Hydra's basic sweeper runs the remaining jobs, then reports the error.
+    """
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is the user's error
         message = _user_error_message(exc)
         if message is None:
             raise
+        if in_sweep:
+            log.error("error: %s", message)
+            raise SweepJobError(message) from None
         print(f"error: {message}", file=sys.stderr)
         sys.exit(USAGE_ERROR_EXIT_CODE)
+
+
+def in_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``-m`` or a sweep config)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

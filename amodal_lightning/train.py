@@ -11,13 +11,14 @@ import sys
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
-from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
+from amodal_lightning.config import config_dir, in_multirun, to_container, user_errors_as_one_line
 from amodal_lightning.hardware import check_hardware
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.extend(extra_callbacks)
     loggers = _instantiate_group(cfg.get("logger"))
+    if not loggers:
+        # logger=none: the learning-rate monitor has nowhere to write (and Lightning refuses it without a logger).
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
 
     ckpt_path = resolve_ckpt_path(
@@ -69,7 +73,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
-    with user_errors_as_one_line():
+    with user_errors_as_one_line(in_sweep=in_multirun()):
         try:
             metrics = train(cfg)
         except SIGTERMException:

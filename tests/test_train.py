@@ -33,6 +33,12 @@ def test_fast_dev_run(tmp_path):
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
 
+def test_trains_with_no_logger(tmp_path):
+    metrics = train(tiny_config(tmp_path, "logger=none", "trainer.max_steps=2"))
+    assert torch.isfinite(torch.tensor(metrics["val/loss"]))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
 class CaptureStartState(L.Callback):
     """Records, when training (re)starts, the step, the optimiser moments, the weights and the EMA weights."""
 

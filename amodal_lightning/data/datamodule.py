@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from amodal_lightning.data import sas_folders
@@ -72,6 +74,45 @@ SYNTHETIC_SPLIT_SIZES = {"train": "num_train", "val": "num_val", "test": "num_te
 SYNTHETIC_DEFAULTS = {"num_train": 4000, "num_val": 256, "num_test": 256}
 # Splits each Lightning stage needs (None: all of them).
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+AUTO = "auto"
+# num_workers=auto gives each device's loader at most this many workers: enough to decode SAS PNGs for one GPU,
+# while more only multiplies processes and memory on large hosts.
+MAX_AUTO_WORKERS = 8
+# pin_memory=auto pins for these devices only: pinned host memory speeds copies to a GPU and does nothing on a CPU.
+PIN_MEMORY_DEVICES = ("cuda",)
+
+
+def auto_num_workers(source: str, devices_per_node: int, cpu_count: int | None = None) -> int:
+    """Loader workers per device for ``num_workers=auto``: none for in-memory generated scenes (a sample is a few
+    array copies, a worker process only adds overhead); for SAS folders the cores this process may use, shared
+    among the node's devices and leaving one for the training process, at most :data:`MAX_AUTO_WORKERS`.
+
+    Under SLURM each task (one per device) already has its own cores (``--cpus-per-task``), so they are not shared
+    again.
+    """
+    if source == "synthetic":
+        return 0
+    cores = cpu_count if cpu_count is not None else len(os.sched_getaffinity(0))
+    sharing = 1 if "SLURM_CPUS_PER_TASK" in os.environ else max(1, devices_per_node)
+    return max(0, min(MAX_AUTO_WORKERS, (cores - 1) // sharing))
+
+
+def _auto_or_int(key: str, value) -> int | str:
+    if value == AUTO:
+        return AUTO
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0 or isinstance(value, bool):
+        raise ConfigError(f"data.{key}={value!r}: expected 0 or more, or auto")
+    return number
+
+
+def _auto_or_bool(key: str, value) -> bool | str:
+    if value == AUTO or isinstance(value, bool):
+        return value
+    raise ConfigError(f"data.{key}={value!r}: expected true, false or auto")
 
 
 def _generator_keys() -> set[str]:
@@ -86,7 +127,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         source: ``"synthetic"`` (generated scenes) or ``"sas"`` (a SAS folder root).
         image_size: side of the square images the loaders deliver (SAS images are resized to it).
         batch_size: the global batch size, split over devices and gradient-accumulation steps.
-        num_workers: loader worker processes per device.
+        num_workers: loader worker processes per device, or ``"auto"`` (see :func:`auto_num_workers`).
         root: the SAS root (``source="sas"``).
         noise_root: a root of SAS-layout noise folders; only read when ``noise_rate > 0``.
         noise_rate: expected fraction of training draws taken from the noise folders.
@@ -95,7 +136,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         split_seed: seed of the SAS id shuffle.
         synthetic: ``num_train``, ``num_val``, ``num_test`` scenes, plus any :class:`SceneGenerator` argument
             (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ``min_visible_fraction``, ...).
-        pin_memory: pin loader memory (worth it on GPUs).
+        pin_memory: pin loader memory: true, false or ``"auto"`` (on when training on GPUs).
         validate_files: decode and check every SAS file at setup instead of when it is first loaded.
         skip_bad_samples: leave out the images of a SAS root that have malformed folders (and log how many)
             instead of refusing the root.
@@ -106,7 +147,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         source: str = "synthetic",
         image_size: int = 32,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         root: str | Path | None = None,
         noise_root: str | Path | None = None,
         noise_rate: float = 0.0,
@@ -115,7 +156,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         test_fraction: float = 0.1,
         split_seed: int = 0,
         synthetic: dict | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | str = False,
         validate_files: bool = False,
         skip_bad_samples: bool = False,
     ):
@@ -128,8 +169,6 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         for key, value in (("image_size", image_size), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise ConfigError(f"data.{key}={value}: expected a positive integer")
-        if int(num_workers) < 0:
-            raise ConfigError(f"data.num_workers={num_workers}: expected 0 or more")
         if not 0.0 <= noise_rate <= 1.0:
             raise ConfigError(f"data.noise_rate={noise_rate}: expected a fraction in [0, 1]")
         if noise_rate > 0 and not noise_root:
@@ -142,7 +181,10 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.source = source
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
+        self.num_workers_setting = _auto_or_int("num_workers", num_workers)
+        self.pin_memory_setting = _auto_or_bool("pin_memory", pin_memory)
+        # Resolved at setup, when the devices are known; without a trainer, for a single process on this host.
+        self.num_workers, self.pin_memory = self._loader_options(devices_per_node=1, device_type=None)
         self.root = Path(root) if root else None
         self.noise_root = Path(noise_root) if noise_root else None
         self.noise_rate = float(noise_rate)
@@ -150,7 +192,6 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.split_seed = int(split_seed)
-        self.pin_memory = bool(pin_memory)
         self.validate_files = bool(validate_files)
         self.skip_bad_samples = bool(skip_bad_samples)
         self.split_sizes, self._generator = self._synthetic_config(dict(synthetic or {}))
@@ -183,10 +224,29 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Divide the global batch over devices and accumulation steps; build the splits the stage needs."""
         self.per_device_batch_size = self._per_device_batch_size()
+        strategy = getattr(self.trainer, "strategy", None)
+        if strategy is not None:
+            self.num_workers, self.pin_memory = self._loader_options(
+                devices_per_node=max(1, len(getattr(strategy, "parallel_devices", None) or [None])),
+                device_type=strategy.root_device.type,
+            )
         for split in STAGE_SPLITS.get(stage, SPLITS):
             self._collection(split)
         if stage in (None, "fit"):
             self._noise_dataset()
+
+    def _loader_options(self, devices_per_node: int, device_type: str | None) -> tuple[int, bool]:
+        """``(num_workers, pin_memory)`` with ``auto`` resolved for this node's devices (``device_type`` None: a GPU
+        if this host has one)."""
+        workers = self.num_workers_setting
+        if workers == AUTO:
+            workers = auto_num_workers(self.source, devices_per_node)
+        pin = self.pin_memory_setting
+        if pin == AUTO:
+            if device_type is None:
+                device_type = "cuda" if torch.cuda.is_available() else "cpu"
+            pin = device_type in PIN_MEMORY_DEVICES
+        return int(workers), bool(pin)
 
     def _per_device_batch_size(self) -> int:
         trainer = self.trainer

@@ -20,6 +20,7 @@ from amodal_lightning.data.datamodule import (
     TARGET,
     LayeredAmodalDataModule,
     LayeredImage,
+    auto_num_workers,
 )
 from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
@@ -207,6 +208,26 @@ def test_config_errors_name_the_key():
         LayeredAmodalDataModule(source="sas")
     with pytest.raises(ConfigError, match="data.source"):
         LayeredAmodalDataModule(source="coco")
+
+
+def test_auto_loader_options_follow_the_source_and_the_devices(sas_root, monkeypatch):
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert auto_num_workers("synthetic", devices_per_node=1, cpu_count=16) == 0
+    assert auto_num_workers("sas", devices_per_node=1, cpu_count=16) == 8  # capped
+    assert auto_num_workers("sas", devices_per_node=4, cpu_count=16) == 3  # (16 - 1) // 4
+    assert auto_num_workers("sas", devices_per_node=1, cpu_count=1) == 0
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")  # each task has its own 6 cores
+    assert auto_num_workers("sas", devices_per_node=4, cpu_count=6) == 5
+    dm = sas_module(sas_root, num_workers="auto", pin_memory="auto")
+    assert dm._loader_options(devices_per_node=1, device_type="cpu") == (auto_num_workers("sas", 1), False)
+    assert dm._loader_options(devices_per_node=1, device_type="cuda")[1] is True
+    assert LayeredAmodalDataModule(num_workers="auto", pin_memory="auto")._loader_options(1, "cuda") == (0, True)
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_workers", -1), ("num_workers", "many"), ("pin_memory", "yes")])
+def test_bad_loader_options_name_the_key(key, value):
+    with pytest.raises(ConfigError, match=f"data.{key}={value!r}: expected"):
+        LayeredAmodalDataModule(**{key: value})
 
 
 def test_datamodule_pickles_and_loads_with_workers(sas_root):
