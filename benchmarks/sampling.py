@@ -55,7 +55,7 @@ DEFAULT_TEACHER_FORCED_MAX_STEPS = 50
 DEFAULT_OUTPUT = Path("outputs/benchmarks/sampling.json")
 # SAS's scripts/sample.py: p_sample_loop_known, ancestral over the whole training schedule.
 REFERENCE_SAMPLER = "ancestral"
-# The issue's target: at least this much faster at no more than this many IoU points lower.
+# Our target: at least this much faster at no more than this many IoU points lower.
 TARGET_SPEEDUP = 50.0
 TARGET_MAX_DROP_POINTS = 1.0
 IOU_POINTS = 100.0
@@ -384,7 +384,7 @@ def comparison_table(reference: dict, ours: list[dict]) -> str:
 
 
 def verdict(reference: dict, record: dict) -> dict:
-    """Speed-up, IoU difference in points and whether the issue's target is met, for one of our runs."""
+    """Speed-up, IoU difference in points and whether our speed target is met, for one of our runs."""
     speedup = reference["seconds_per_image"] / record["seconds_per_image"]
     delta = (metric(record, SEQUENTIAL, "miou") - metric(reference, SEQUENTIAL, "miou")) * IOU_POINTS
     met = speedup >= TARGET_SPEEDUP and delta >= -TARGET_MAX_DROP_POINTS

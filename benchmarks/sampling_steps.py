@@ -2,7 +2,7 @@
 
 Every row runs the same batched inference (``conf/inference/default.yaml`` with the overrides given) on the same
 images from the same seed, with the training schedule respaced to that many steps; the row with the most steps is
-the baseline the others are compared with (the issue's target: at 50 steps or fewer, within 1 IoU point of 1000).
+the baseline the others are compared with (our target: at 50 steps or fewer, within 1 IoU point of 1000).
 
     python -m benchmarks.sampling_steps ckpt_path=PATH [num_images=8] [inference.sampler=ddim inference.eta=0] \
         [--steps 1000 250 50 25 10] [--output FILE]
@@ -41,7 +41,7 @@ from benchmarks.sampling import (
 
 DEFAULT_STEPS = (1000, 250, 50, 25, 10)
 DEFAULT_OUTPUT = Path("outputs/benchmarks/sampling_steps.json")
-# The target: this many steps or fewer, within TARGET_MAX_DROP_POINTS of the most-step row.
+# Our target: this many steps or fewer, within TARGET_MAX_DROP_POINTS of the most-step row.
 TARGET_MAX_STEPS = 50
 
 
