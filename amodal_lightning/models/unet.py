@@ -263,6 +263,9 @@ class UNetModel(nn.Module):
     :param channel_mult: width multiplier of each level; one level per entry, downsampling between levels.
     :param num_heads_upsample: heads in the decoder's attention; -1 means ``num_heads``.
     :param attention_backend: ``"reference"`` (SAS's einsum, bit-faithful) or ``"sdpa"`` (fused kernel).
+    :param patch_size: side of the pixel patches folded into channels before the first convolution and unfolded
+        after the last (1: none, SAS's network). 2 runs every level at half the resolution, about 3x faster on a
+        CPU at the same width; the output keeps the input's size.
     """
 
     def __init__(
@@ -282,6 +285,7 @@ class UNetModel(nn.Module):
         resblock_updown: bool = False,
         use_new_attention_order: bool = False,
         attention_backend: str = "reference",
+        patch_size: int = 1,
     ):
         super().__init__()
         attention_ds = set(_int_tuple("attention_resolutions", attention_resolutions))
@@ -300,6 +304,12 @@ class UNetModel(nn.Module):
         self.in_channels = in_channels
         self.model_channels = model_channels
         self.out_channels = out_channels
+        if not isinstance(patch_size, int) or patch_size < 1 or image_size % patch_size:
+            raise ConfigError(
+                f"patch_size={patch_size!r}: expected a positive integer dividing image_size={image_size}"
+            )
+        self.patch_size = patch_size
+        patch_area = patch_size * patch_size
 
         emb_dim = model_channels * TIME_EMBED_MULT
         self.time_embed = nn.Sequential(
@@ -313,7 +323,7 @@ class UNetModel(nn.Module):
             return AttentionBlock(ch, heads, num_head_channels, use_new_attention_order, attention_backend)
 
         self.input_blocks = nn.ModuleList(
-            [TimestepEmbedSequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))]
+            [TimestepEmbedSequential(nn.Conv2d(in_channels * patch_area, model_channels, 3, padding=1))]
         )
         skip_chans = [model_channels]
         ch, ds = model_channels, 1
@@ -348,7 +358,7 @@ class UNetModel(nn.Module):
 
         # SAS reads model_channels here; ch equals it whenever channel_mult starts at 1, the only case SAS can run
         self.out = nn.Sequential(
-            GroupNorm32(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, out_channels, 3, padding=1))
+            GroupNorm32(ch), nn.SiLU(), zero_module(nn.Conv2d(ch, out_channels * patch_area, 3, padding=1))
         )
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -357,11 +367,12 @@ class UNetModel(nn.Module):
             timesteps = timesteps.expand(x.shape[0])
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
         skips = []
-        h = x
+        h = F.pixel_unshuffle(x, self.patch_size) if self.patch_size > 1 else x
         for block in self.input_blocks:
             h = block(h, emb)
             skips.append(h)
         h = self.middle_block(h, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h)
+        h = self.out(h)
+        return F.pixel_shuffle(h, self.patch_size) if self.patch_size > 1 else h

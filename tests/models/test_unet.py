@@ -175,3 +175,35 @@ def test_channels_last_gives_the_same_output_and_gradients():
     out_nhwc.square().mean().backward()
     for (name, p), q in zip(plain.named_parameters(), nhwc.parameters()):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("patch_size", [2, 4])
+def test_patches_keep_the_input_size_and_shrink_every_level(patch_size):
+    model = _fill_zeros(UNetModel(**dict(SMALL, patch_size=patch_size)))
+    x, t = _inputs(size=SMALL["image_size"])
+    seen = []
+    model.middle_block.register_forward_hook(lambda m, i, out: seen.append(out.shape[-1]))
+    out = model(x, t)
+    assert out.shape == (2, SMALL["out_channels"], 32, 32)
+    assert seen == [32 // patch_size // 2]  # one downsampling in SMALL, after the patches
+    out.square().mean().backward()
+    assert model.input_blocks[0][0].weight.grad.abs().sum() > 0
+
+
+def test_patches_change_only_the_first_and_last_convolutions():
+    plain = UNetModel(**SMALL).state_dict()
+    patched = UNetModel(**dict(SMALL, patch_size=2)).state_dict()
+    assert list(plain) == list(patched)
+    changed = {k: (plain[k].shape, patched[k].shape) for k in plain if plain[k].shape != patched[k].shape}
+    assert changed == {
+        "input_blocks.0.0.weight": ((32, 5, 3, 3), (32, 20, 3, 3)),
+        "out.2.weight": ((2, 32, 3, 3), (8, 32, 3, 3)),
+        "out.2.bias": ((2,), (8,)),
+    }
+
+
+@pytest.mark.parametrize("patch_size", [0, 3, 2.0])
+def test_patch_size_must_divide_the_image(patch_size):
+    with pytest.raises(ConfigError, match="patch_size") as info:
+        UNetModel(**dict(SMALL, patch_size=patch_size))
+    assert "\n" not in str(info.value)
