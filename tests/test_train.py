@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -66,7 +67,11 @@ class CaptureStartState(L.Callback):
 
 def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     first = tmp_path / "first"
-    train(tiny_config(first))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_config(first))
+    # Writing config.yaml must not make Lightning think a fresh run reuses an old checkpoint folder.
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
     ckpt_dir = first / "checkpoints"
     assert {"last.ckpt", "step0000005.ckpt", "step0000010.ckpt", "config.yaml"} <= {p.name for p in ckpt_dir.iterdir()}
     assert (first / "csv" / "metrics.csv").read_text().count("\n") > 1

@@ -24,12 +24,15 @@ class SaveRunConfig(L.Callback):
         self.dirpath = Path(dirpath)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            (self.dirpath / RUN_CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
         if stage == "fit":
             for logger in trainer.loggers:
                 logger.log_hyperparams(self.config)  # rank 0 only, as every logger method
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Not in setup: ModelCheckpoint's setup, which runs after ours, warns about a non-empty folder.
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            (self.dirpath / RUN_CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[RUN_CONFIG_KEY] = self.config
