@@ -31,6 +31,17 @@ def _instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(entry, _convert_="all") for entry in group.values() if entry]
 
 
+class _LastValidatedStep(L.Callback):
+    """Remembers the training step of the last validation during fit (sanity checks excluded)."""
+
+    def __init__(self) -> None:
+        self.step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
     """Fit the configured model on the configured data; returns the final logged metrics.
 
@@ -44,6 +55,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.extend(extra_callbacks)
+    last_validated = _LastValidatedStep()
+    callbacks.append(last_validated)
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers:
         # logger=none: the learning-rate monitor has nowhere to write (and Lightning refuses it without a logger).
@@ -63,9 +76,10 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         del checkpoint
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if cfg.get("final_validation") and not trainer.fast_dev_run and trainer.global_step > 0:
-        # A time budget or a step count between validations can end training unvalidated; the final numbers and
-        # panel then use the final (EMA) weights.
+    final_step_unvalidated = trainer.global_step > 0 and last_validated.step != trainer.global_step
+    if cfg.get("final_validation") and not trainer.fast_dev_run and final_step_unvalidated:
+        # A step budget between two validations ends training unvalidated; the final numbers and panel then use
+        # the final (EMA) weights. (A time budget or a validation on the last step already validated them.)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 

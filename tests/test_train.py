@@ -65,13 +65,27 @@ class CaptureStartState(L.Callback):
             torch.testing.assert_close(restored, stored, rtol=0, atol=0)
 
 
+class ValidationSteps(L.Callback):
+    """Records the training step of every validation run during fit (sanity checks excluded)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.steps.append(trainer.global_step)
+
+
 def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     first = tmp_path / "first"
+    validations = ValidationSteps()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        train(tiny_config(first))
+        train(tiny_config(first), extra_callbacks=[validations])
     # Writing config.yaml must not make Lightning think a fresh run reuses an old checkpoint folder.
     assert not [w for w in caught if "exists and is not empty" in str(w.message)]
+    # Validated every 5 steps; the final validation is not repeated for a step that was just validated.
+    assert validations.steps == [5, 10]
     ckpt_dir = first / "checkpoints"
     assert {"last.ckpt", "step0000005.ckpt", "step0000010.ckpt", "config.yaml"} <= {p.name for p in ckpt_dir.iterdir()}
     assert (first / "csv" / "metrics.csv").read_text().count("\n") > 1
