@@ -121,8 +121,8 @@ def machine_info(device: torch.device) -> dict:
         "cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        # Spinning OpenMP waits (the default) make a shared machine much slower; the package sets them passive.
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        # How OpenMP threads wait (the package sets a short spin unless the user chose): it matters on a busy CPU.
+        "omp_wait": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")},
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         "torch": torch.__version__,
@@ -136,9 +136,10 @@ def machine_info(device: torch.device) -> dict:
 def machine_line(info: dict) -> str:
     """One line naming the machine the seconds were measured on."""
     load = f"; 1-min load average {info['load_average_1min']} at start" if "load_average_1min" in info else ""
+    waits = " ".join(f"{k}={v}" for k, v in info["omp_wait"].items() if v is not None) or "OpenMP's default"
     return (
         f"Machine: {info['cpus']} CPU(s) ({info['usable_cpus']} usable), torch {info['torch']} with "
-        f"{info['torch_threads']} thread(s) (OpenMP waits {info['omp_wait_policy']}), device {info['device']} "
+        f"{info['torch_threads']} thread(s) (waits: {waits}), device {info['device']} "
         f"({info['device_name']}){load}."
     )
 

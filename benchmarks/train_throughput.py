@@ -10,8 +10,8 @@ loss), backward, the AdamW step and the EMA update, on the same random batch for
 * reference: what the code did before the speed work, in fp32: SAS's einsum attention, NCHW activations, AdamW
   looping over parameters, a per-tensor EMA update, and OpenMP's default spin-waiting threads.
 * optimised: the model config as it is (``attention_backend: sdpa``, ``performance``: fused AdamW, channels-last
-  on GPUs), the fused EMA update, passive OpenMP waits (as every ``amodal_lightning`` entry point sets), and
-  optionally ``--precision bf16-mixed`` and ``--compile``.
+  on GPUs), the fused EMA update, OpenMP threads that spin only briefly before they sleep (as every
+  ``amodal_lightning`` entry point sets), and optionally ``--precision bf16-mixed`` and ``--compile``.
 
 Every measurement runs in a fresh process (OpenMP settings only take effect when a process starts), and with
 ``--rounds`` > 1 the two paths alternate, so that a change in machine load hits both. Only the ratio measured in
@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-# Captured before anything imports amodal_lightning (which sets a default for this variable in os.environ).
+# Captured before anything imports amodal_lightning (which sets defaults for the spin variables in os.environ).
 USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+OMP_SPIN_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+USER_OMP_SPIN = {name: os.environ[name] for name in OMP_SPIN_VARIABLES if name in os.environ}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
 WORKER_FLAG = "--worker"
@@ -47,7 +49,7 @@ ABLATIONS = {
     "without sdpa attention": {"overrides": ["model.module.unet.attention_backend=reference"]},
     "without fused AdamW": {"overrides": ["model.module.performance.fused_adamw=false"]},
     "without fused EMA": {"fused_ema": False},
-    "without passive OpenMP waits": {"passive_omp": False},
+    "without short OpenMP spins": {"short_omp_spin": False},
     "with channels-last forced on": {"overrides": ["model.module.performance.channels_last=true"]},
 }
 REFERENCE_SPEC = {
@@ -58,14 +60,14 @@ REFERENCE_SPEC = {
         "model.module.performance.fused_adamw=false",
     ],
     "fused_ema": False,
-    "passive_omp": False,
+    "short_omp_spin": False,
     "precision": "32-true",
 }
 
 
 def optimised_spec(args) -> dict:
     overrides = ["model.module.performance.compile=true"] if args.compile else []
-    return {"overrides": overrides, "fused_ema": True, "passive_omp": True, "precision": args.precision}
+    return {"overrides": overrides, "fused_ema": True, "short_omp_spin": True, "precision": args.precision}
 
 
 def ablation_spec(args, name: str) -> dict:
@@ -125,7 +127,7 @@ def build_step(model: str, device: str, batch_size: int, overrides: list[str], f
 
 def run_worker(job: dict) -> dict:
     """Time ``job["steps"]`` training steps after ``job["warmup"]``; runs in its own process."""
-    import torch  # before amodal_lightning: OpenMP reads OMP_WAIT_POLICY as the parent set it for this job
+    import torch  # before amodal_lightning: OpenMP reads its wait settings as the parent set them for this job
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -140,15 +142,19 @@ def run_worker(job: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------------ parent
 def measure(job: dict, spec: dict) -> dict:
-    """Run one measurement in a fresh process with the job's OpenMP wait policy."""
-    from amodal_lightning import OMP_WAIT_POLICY
+    """Run one measurement in a fresh process with the job's OpenMP wait settings."""
+    from amodal_lightning import OMP_SPIN_SETTINGS
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    env.pop("OMP_WAIT_POLICY", None)
-    if USER_OMP_WAIT_POLICY is not None:
-        env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY  # the user's choice holds for both paths
-    elif spec["passive_omp"]:
-        env["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
+    for name in ("OMP_WAIT_POLICY", *OMP_SPIN_VARIABLES):
+        env.pop(name, None)
+    if USER_OMP_WAIT_POLICY is not None or USER_OMP_SPIN:
+        # The user's choice holds for both paths.
+        env.update(USER_OMP_SPIN)
+        if USER_OMP_WAIT_POLICY is not None:
+            env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+    elif spec["short_omp_spin"]:
+        env.update(OMP_SPIN_SETTINGS)
     payload = json.dumps({**job, **{k: spec[k] for k in ("overrides", "fused_ema", "precision")}})
     result = subprocess.run(
         [sys.executable, __file__, WORKER_FLAG, payload], env=env, capture_output=True, text=True, check=False
@@ -156,6 +162,14 @@ def measure(job: dict, spec: dict) -> dict:
     if result.returncode:
         raise SystemExit(f"benchmark worker failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def user_omp_settings() -> str:
+    """The OpenMP wait settings the user gave, which both paths then share; empty if none."""
+    given = dict(USER_OMP_SPIN)
+    if USER_OMP_WAIT_POLICY is not None:
+        given["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+    return " ".join(f"{name}={value}" for name, value in given.items())
 
 
 def rate(batch: int, times: list[float]) -> float:
@@ -178,7 +192,7 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device={args.device} cores={os.cpu_count()} load_average={load:.1f} precision={args.precision} "
-          f"compile={args.compile} OMP_WAIT_POLICY={USER_OMP_WAIT_POLICY or '(per path)'}", flush=True)
+          f"compile={args.compile} OpenMP waits={user_omp_settings() or '(per path)'}", flush=True)
     specs = {REFERENCE: REFERENCE_SPEC, OPTIMISED: optimised_spec(args)}
     if args.ablate:
         specs.update({f"optimised {name}": ablation_spec(args, name) for name in ABLATIONS})
