@@ -18,6 +18,7 @@ from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.metrics import per_sample_iou
+from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.tasks import build_task
 
@@ -49,6 +50,9 @@ class AmodalDiffusionModule(L.LightningModule):
             GPUs only), ``compile`` (``torch.compile`` the network for training: true, or a dict of
             ``torch.compile`` arguments such as ``{mode: max-autotune}``; the first steps are slow while it
             compiles), ``fused_adamw`` (single-kernel AdamW where the device has one).
+        self_condition: fraction of training examples that also see the network's own estimate of the clean
+            target (:mod:`~amodal_lightning.models.self_conditioning`); 0 (SAS's network) turns it off, anything
+            above adds one input channel per target channel and feeds each sampling step the previous estimate.
     """
 
     def __init__(
@@ -59,13 +63,16 @@ class AmodalDiffusionModule(L.LightningModule):
         optimizer: dict,
         validation: dict | None = None,
         performance: dict | None = None,
+        self_condition: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.performance = _performance_options(performance)
+        self.task = build_task(**task)
+        self.self_condition = _self_condition_rate(self_condition)
+        _check_input_channels(unet, self.task, self.self_condition)
         self.net = UNetModel(**unet)
         self.diffusion = build_diffusion(**diffusion)
-        self.task = build_task(**task)
         self.validation_cfg = {"sample_steps": 25, "sampler": "ddim", "eta": 0.0, "num_batches": 1, "seed": 0}
         self.validation_cfg.update(validation or {})
         self._sampling_diffusions: dict[tuple, Any] = {}
@@ -76,10 +83,24 @@ class AmodalDiffusionModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------------- network
     def denoiser(
-        self, conditioning: torch.Tensor, net: torch.nn.Module | None = None
+        self,
+        conditioning: torch.Tensor,
+        net: torch.nn.Module | None = None,
+        training: bool = False,
+        generator: torch.Generator | None = None,
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The ``denoise_fn(x_t, t)`` the diffusion calls: ``net`` (default: the network) on ``[conditioning, x_t]``."""
+        """The ``denoise_fn(x_t, t)`` the diffusion calls: ``net`` (default: the network) on ``[conditioning, x_t]``.
+
+        A self-conditioned network also gets its own clean-target estimate: for a loss (``training``) on the
+        ``self_condition`` fraction of examples drawn with ``generator``, else from the previous call of the
+        returned function, which must therefore serve one sampling chain only.
+        """
         net = self.net if net is None else net
+        if self.self_condition:
+            rate = self.self_condition if training else None
+            return SelfConditionedDenoiser(
+                net, conditioning, self.diffusion, self.task.target_channels, rate=rate, generator=generator
+            )
         return lambda x_t, t: net(torch.cat([conditioning, x_t], dim=1), t)
 
     def forward(self, conditioning: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -93,7 +114,8 @@ class AmodalDiffusionModule(L.LightningModule):
         conditioning, target = self.task.split(batch)
         t = self.diffusion.sample_timesteps(target.shape[0], target.device, generator=generator)
         noise = None if generator is None else randn(target.shape, generator, target.device, target.dtype)
-        terms = self.diffusion.training_losses(self.denoiser(conditioning, net), target, t, noise=noise)
+        denoise_fn = self.denoiser(conditioning, net, training=True, generator=generator)
+        terms = self.diffusion.training_losses(denoise_fn, target, t, noise=noise)
         return terms, t
 
     def _log_terms(self, stage: str, terms: dict, t: torch.Tensor, **kwargs) -> None:
@@ -262,3 +284,25 @@ def _performance_options(performance: dict | None) -> dict:
         )
     return options
 
+
+
+def _self_condition_rate(value) -> float:
+    """``self_condition`` as a fraction in [0, 1]; anything else is a one-line config error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(
+            f"model.module.self_condition={value!r}: expected the fraction of training examples given the network's "
+            "own estimate, a number in [0, 1] (0: off)"
+        )
+    return float(value)
+
+
+def _check_input_channels(unet: dict, task, self_condition: float) -> None:
+    """The network must take what the task feeds it: conditioning, noisy target and, if on, the estimate."""
+    expected = task.conditioning_channels + task.target_channels * (2 if self_condition else 1)
+    given = unet.get("in_channels")
+    if given != expected:
+        what = "conditioning + noisy target" + (" + self-conditioning estimate" if self_condition else "")
+        raise ConfigError(
+            f"model.module.unet.in_channels={given}: the {task.name} task feeds {expected} channels ({what}); "
+            f"set in_channels={expected}"
+        )

@@ -1,0 +1,129 @@
+"""Self-conditioning: what the network is fed while sampling and training, its config checks, and a run with it."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from amodal_lightning.config import compose
+from amodal_lightning.diffusion import build_diffusion
+from amodal_lightning.errors import ConfigError
+from amodal_lightning.evaluate import evaluate
+from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
+from amodal_lightning.train import train
+
+COND, TARGET = 4, 1
+
+
+class RecordingNet(torch.nn.Module):
+    """Returns a fixed x0 guess (and a variance channel) and records every input it is called with."""
+
+    def __init__(self, guesses):
+        super().__init__()
+        self.guesses, self.inputs, self.inputs_need_grad = list(guesses), [], []
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, t):
+        self.inputs.append(x.detach().clone())
+        self.inputs_need_grad.append(x.requires_grad)
+        guess = self.guesses[min(len(self.inputs) - 1, len(self.guesses) - 1)]
+        prediction = guess.expand(x.shape[0], TARGET, *x.shape[2:]) * self.scale
+        return torch.cat([prediction, torch.zeros_like(prediction)], dim=1)
+
+
+def x0_diffusion():
+    return build_diffusion(diffusion_steps=100, prediction_type="sample", variance_type="learned_range")
+
+
+def test_sampling_feeds_each_step_the_previous_clamped_estimate():
+    guesses = [torch.tensor(0.5), torch.tensor(3.0), torch.tensor(-0.25)]
+    net = RecordingNet(guesses)
+    conditioning = torch.randn(2, COND, 4, 4)
+    denoise = SelfConditionedDenoiser(net, conditioning, x0_diffusion(), TARGET)
+    for step in (9, 8, 7):
+        denoise(torch.randn(2, TARGET, 4, 4), torch.full((2,), step))
+    first, second, third = (inputs[:, COND + TARGET :] for inputs in net.inputs)
+    assert torch.equal(first, torch.zeros_like(first))  # the first step has no estimate yet
+    assert torch.allclose(second, torch.full_like(second, 0.5))
+    assert torch.allclose(third, torch.full_like(third, 1.0))  # 3.0 clamped to the data range
+    assert all(torch.equal(inputs[:, :COND], conditioning) for inputs in net.inputs)
+
+
+def test_sampling_reads_the_estimate_through_the_parameterisation():
+    # An epsilon network's estimate of x0 comes from x_t and the predicted noise, not from the raw output.
+    diffusion = build_diffusion(diffusion_steps=100, prediction_type="epsilon", variance_type="learned_range")
+    net = RecordingNet([torch.tensor(0.1)])
+    x_t, t = torch.full((1, TARGET, 2, 2), 0.3), torch.full((1,), 2)
+    denoise = SelfConditionedDenoiser(net, torch.zeros(1, COND, 2, 2), diffusion, TARGET)
+    denoise(x_t, t)
+    expected = diffusion.predict_xstart(torch.full_like(x_t, 0.1), x_t, t).clamp(-1, 1)
+    assert torch.allclose(denoise.previous, expected)
+
+
+@pytest.mark.parametrize("rate,expected_calls", [(0.0, 1), (1.0, 2)])
+def test_training_gives_the_chosen_examples_a_gradient_free_first_estimate(rate, expected_calls):
+    net = RecordingNet([torch.tensor(0.5), torch.tensor(0.0)])
+    x_t, t = torch.randn(3, TARGET, 4, 4), torch.full((3,), 5)
+    denoise = SelfConditionedDenoiser(net, torch.randn(3, COND, 4, 4), x0_diffusion(), TARGET, rate=rate)
+    output = denoise(x_t, t)
+    assert len(net.inputs) == expected_calls
+    fed = net.inputs[-1][:, COND + TARGET :]
+    assert torch.allclose(fed, torch.full_like(fed, 0.5 if rate else 0.0))
+    assert output.requires_grad and not any(net.inputs_need_grad)  # the estimate is an input, not a graph
+
+
+def test_training_draws_the_chosen_examples_from_the_generator():
+    x_t, t = torch.randn(64, TARGET, 2, 2), torch.full((64,), 5)
+    fed = []
+    for _ in range(2):
+        net = RecordingNet([torch.tensor(0.5), torch.tensor(0.0)])
+        generator = torch.Generator().manual_seed(3)
+        SelfConditionedDenoiser(net, torch.zeros(64, COND, 2, 2), x0_diffusion(), TARGET, 0.5, generator)(x_t, t)
+        fed.append(net.inputs[-1][:, COND + TARGET :, 0, 0].flatten())
+    assert torch.equal(fed[0], fed[1])
+    chosen = (fed[0] == 0.5).sum().item()
+    assert net.inputs[0].shape[0] == chosen and 16 < chosen < 48  # the first pass sees the chosen ones only
+
+
+def build_module(tmp_path, *overrides):
+    settings = OmegaConf.to_container(compose("train", [f"paths.output_dir={tmp_path}", *overrides]).model.module,
+                                      resolve=True)
+    settings.pop("_target_")
+    return AmodalDiffusionModule(**settings)
+
+
+def test_the_network_must_take_the_estimate_channel(tmp_path):
+    with pytest.raises(ConfigError, match=r"in_channels=5: .* feeds 6 channels .*set in_channels=6"):
+        build_module(tmp_path, "++model.module.self_condition=0.5")
+    with pytest.raises(ConfigError, match=r"in_channels=6: .* feeds 5 channels"):
+        build_module(tmp_path, "model.module.unet.in_channels=6")
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "yes", True])
+def test_self_condition_must_be_a_fraction(tmp_path, value):
+    with pytest.raises(ConfigError, match="model.module.self_condition=.*expected .* in \\[0, 1\\]"):
+        build_module(tmp_path, f"++model.module.self_condition={value}", "model.module.unet.in_channels=6")
+
+
+def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path):
+    tiny = [
+        "debug=default",
+        "data.synthetic.num_train=48",
+        "data.synthetic.num_val=8",
+        "data.synthetic.num_test=4",
+        "model.global_batch_size=8",
+        "trainer.max_steps=2",
+        "+trainer.num_sanity_val_steps=0",
+        "model.module.validation.sample_steps=2",
+        "callbacks.layer_panel.sample_steps=2",
+        "logger=csv",
+        "++model.module.self_condition=0.5",
+        "model.module.unet.in_channels=6",
+    ]
+    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *tiny]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["self_condition"] == 0.5
+    fast = ["inference.steps=3", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
+    cfg = compose("evaluate", [f"ckpt_path={ckpt}", f"output={tmp_path / 'eval'}", "num_images=2", *fast])
+    metrics = evaluate(cfg)["metrics"]
+    assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and 0.0 <= metrics["teacher_forced"]["miou"] <= 1.0
