@@ -20,6 +20,7 @@ import torch
 
 from amodal_lightning.diffusion.gaussian import SAMPLERS
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.inference.components import parts_apart_from
 from amodal_lightning.inference.ensemble import (
     DEFAULT_EMPTY_FRACTION,
     DEFAULT_THRESHOLD,
@@ -52,6 +53,10 @@ class InferenceConfig:
         max_layers: no image gets more layers.
         merge_disjoint: SAS's merge rule: a layer that does not overlap the previous one is merged into it.
         max_merges: merges allowed per image; past them a disjoint layer is kept as a new layer.
+        merge_parts: with ``merge_disjoint``, judge each connected part of a new mask on its own: parts that
+            neither overlap nor border the previous layer join it (one merge per layer that moves any), the rest
+            stays a new layer. A true layer's objects always overlap the layer before (their occluders are
+            there), so a part apart from it was put one layer too deep.
         batch_size: images sampled together (each with its whole ensemble).
     """
 
@@ -65,6 +70,7 @@ class InferenceConfig:
     max_layers: int = DEFAULT_MAX_LAYERS
     merge_disjoint: bool = False
     max_merges: int = DEFAULT_MAX_MERGES
+    merge_parts: bool = False
     batch_size: int = 8
 
     @classmethod
@@ -211,7 +217,18 @@ class SequentialInference:
             found = index[~layer.empty]
             mask, variance = layer.mask[~layer.empty], layer.uncertainty[~layer.empty]
             slot = num_layers[found]
-            if cfg.merge_disjoint:
+            drawn = mask
+            if cfg.merge_disjoint and cfg.merge_parts:
+                # Parts apart from the previous layer join it; what is left, if anything, is the new layer.
+                before = (slot - 1).clamp_min(0)
+                allowed = (slot > 0) & (merges[found] < cfg.max_merges)
+                stray = parts_apart_from(mask, layers[found, before]) & allowed[:, None, None]
+                merges[found[stray.flatten(1).any(1)]] += 1
+                layers[found, before] = torch.maximum(layers[found, before], stray.to(mask.dtype))
+                uncertainty[found, before] = torch.maximum(uncertainty[found, before], variance * stray)
+                mask, variance = mask * ~stray, variance * ~stray
+                num_layers[found] += mask.flatten(1).any(1).long()
+            elif cfg.merge_disjoint:
                 previous = layers[found, (slot - 1).clamp_min(0)]
                 disjoint = (slot > 0) & ~(previous.bool() & mask.bool()).flatten(1).any(1)
                 merge = disjoint & (merges[found] < cfg.max_merges)
@@ -223,7 +240,7 @@ class SequentialInference:
                 num_layers[found] += 1
             layers[found, slot] = torch.maximum(layers[found, slot], mask)
             uncertainty[found, slot] = torch.maximum(uncertainty[found, slot], variance)
-            occlusion[found] = torch.maximum(occlusion[found], mask[:, None])
+            occlusion[found] = torch.maximum(occlusion[found], drawn[:, None])
             active &= num_layers < cfg.max_layers
         return LayerPrediction(layers=layers, uncertainty=uncertainty, num_layers=num_layers, merges=merges)
 

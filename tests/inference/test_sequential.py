@@ -113,3 +113,39 @@ def test_settings_the_model_cannot_honour_are_one_line_errors(settings, message)
 def test_unknown_setting_is_an_error():
     with pytest.raises(ConfigError, match="inference.ensemble: unknown setting"):
         InferenceConfig.from_mapping({"ensemble": 3})
+
+
+def test_part_wise_merge_moves_only_the_part_apart_from_the_previous_layer():
+    # Layer 1 holds a part overlapping layer 0 and a stray part far from it: the stray joins layer 0 (one merge)
+    # and the overlapping part stays layer 1. SAS's whole-layer rule keeps both in layer 1.
+    stray = block(6, 6)
+    layers = [block(0, 0, 3), torch.maximum(block(2, 2, 2), stray)]
+    parts = SequentialInference(Scripted(next_of(layers)), config(merge_disjoint=True, merge_parts=True))
+    prediction = parts.predict(images(1))
+    assert prediction.num_layers.tolist() == [2] and prediction.merges.tolist() == [1]
+    torch.testing.assert_close(prediction.layers[0, 0], torch.maximum(layers[0], stray))
+    torch.testing.assert_close(prediction.layers[0, 1], block(2, 2, 2))
+    whole = SequentialInference(Scripted(next_of(layers)), config(merge_disjoint=True)).predict(images(1))
+    assert whole.merges.tolist() == [0]
+    torch.testing.assert_close(whole.layers[0, 1], layers[1])
+
+
+def test_part_wise_merge_of_a_wholly_apart_layer_samples_the_layer_again():
+    layers = [block(0, 0), block(5, 5), block(1, 1)]
+    settings = config(merge_disjoint=True, merge_parts=True)
+    prediction = SequentialInference(Scripted(next_of(layers)), settings).predict(images(1))
+    assert prediction.num_layers.tolist() == [2] and prediction.merges.tolist() == [1]
+    torch.testing.assert_close(prediction.layers[0, 0], torch.maximum(layers[0], layers[1]))
+    torch.testing.assert_close(prediction.layers[0, 1], layers[2])
+
+
+def test_part_wise_merges_are_bounded_too():
+    # A fresh 2 x 2 block at every call, a pixel away from every other: never touching anything, never empty.
+    def fresh(_occlusion, call):
+        return block(3 * ((call // 3) % 3), 3 * (call % 3))
+
+    module = Scripted(fresh)
+    settings = config(max_layers=3, merge_disjoint=True, merge_parts=True, max_merges=2)
+    prediction = SequentialInference(module, settings).predict(images(1))
+    assert prediction.num_layers.tolist() == [3] and prediction.merges.tolist() == [2]
+    assert module.passes == 3 + 2
