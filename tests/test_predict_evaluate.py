@@ -227,3 +227,13 @@ def test_predict_command_writes_under_outputs_by_default(tiny_ckpt, tmp_path):
     (summary,) = (tmp_path / "outputs" / "predict" / "runs").glob("*/summary.json")
     assert json.loads(summary.read_text())["images"][0]["image_id"] == "a"
     assert (summary.parent / "a" / "overlay.png").is_file()
+
+
+def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path):
+    self_conditioned = ["++model.module.self_condition=0.5", "model.module.unet.in_channels=6"]
+    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *TINY_TRAIN, *self_conditioned]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["self_condition"] == 0.5
+    cfg = compose("evaluate", [f"ckpt_path={ckpt}", f"output={tmp_path / 'eval'}", "num_images=2", *FAST])
+    metrics = evaluate(cfg)["metrics"]
+    assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and 0.0 <= metrics["teacher_forced"]["miou"] <= 1.0

@@ -7,10 +7,8 @@ from omegaconf import OmegaConf
 from amodal_lightning.config import compose
 from amodal_lightning.diffusion import build_diffusion
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.evaluate import evaluate
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
-from amodal_lightning.train import train
 
 COND, TARGET = 4, 1
 
@@ -104,26 +102,3 @@ def test_self_condition_must_be_a_fraction(tmp_path, value):
     with pytest.raises(ConfigError, match="model.module.self_condition=.*expected .* in \\[0, 1\\]"):
         build_module(tmp_path, f"++model.module.self_condition={value}", "model.module.unet.in_channels=6")
 
-
-def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path):
-    tiny = [
-        "debug=default",
-        "data.synthetic.num_train=48",
-        "data.synthetic.num_val=8",
-        "data.synthetic.num_test=4",
-        "model.global_batch_size=8",
-        "trainer.max_steps=2",
-        "+trainer.num_sanity_val_steps=0",
-        "model.module.validation.sample_steps=2",
-        "callbacks.layer_panel.sample_steps=2",
-        "logger=csv",
-        "++model.module.self_condition=0.5",
-        "model.module.unet.in_channels=6",
-    ]
-    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *tiny]))
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["self_condition"] == 0.5
-    fast = ["inference.steps=3", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
-    cfg = compose("evaluate", [f"ckpt_path={ckpt}", f"output={tmp_path / 'eval'}", "num_images=2", *fast])
-    metrics = evaluate(cfg)["metrics"]
-    assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and 0.0 <= metrics["teacher_forced"]["miou"] <= 1.0
