@@ -28,7 +28,8 @@ def parts_apart_from(masks: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     """The connected parts of ``masks`` (B,H,W) that neither overlap nor border ``others`` (B,H,W): a bool mask."""
     labels = component_labels(masks)
     near = F.max_pool2d(others.float()[:, None], 3, stride=1, padding=1)[:, 0].bool()
-    touching = torch.zeros(labels.shape[0], labels.shape[1] * labels.shape[2] + 1, dtype=torch.bool, device=masks.device)
+    batch, height, width = labels.shape
+    touching = torch.zeros(batch, height * width + 1, dtype=torch.bool, device=masks.device)
     touching.scatter_(1, (labels * near).flatten(1), True)
     touching[:, 0] = True  # background is never a part
     return ~torch.gather(touching, 1, labels.flatten(1)).view_as(labels)

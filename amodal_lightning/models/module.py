@@ -285,7 +285,6 @@ def _performance_options(performance: dict | None) -> dict:
     return options
 
 
-
 def _self_condition_rate(value) -> float:
     """``self_condition`` as a fraction in [0, 1]; anything else is a one-line config error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
