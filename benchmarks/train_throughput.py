@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 # Captured before anything imports amodal_lightning (which sets defaults for the spin variables in os.environ).
-USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
-OMP_SPIN_VARIABLES = ("GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-USER_OMP_SPIN = {name: os.environ[name] for name in OMP_SPIN_VARIABLES if name in os.environ}
+OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+USER_OMP_WAITS = {name: os.environ[name] for name in OMP_WAIT_VARIABLES if name in os.environ}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing it
 WORKER_FLAG = "--worker"
@@ -146,13 +145,10 @@ def measure(job: dict, spec: dict) -> dict:
     from amodal_lightning import OMP_SPIN_SETTINGS
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    for name in ("OMP_WAIT_POLICY", *OMP_SPIN_VARIABLES):
+    for name in OMP_WAIT_VARIABLES:
         env.pop(name, None)
-    if USER_OMP_WAIT_POLICY is not None or USER_OMP_SPIN:
-        # The user's choice holds for both paths.
-        env.update(USER_OMP_SPIN)
-        if USER_OMP_WAIT_POLICY is not None:
-            env["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
+    if USER_OMP_WAITS:
+        env.update(USER_OMP_WAITS)  # the user's choice holds for both paths
     elif spec["short_omp_spin"]:
         env.update(OMP_SPIN_SETTINGS)
     payload = json.dumps({**job, **{k: spec[k] for k in ("overrides", "fused_ema", "precision")}})
@@ -162,14 +158,6 @@ def measure(job: dict, spec: dict) -> dict:
     if result.returncode:
         raise SystemExit(f"benchmark worker failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def user_omp_settings() -> str:
-    """The OpenMP wait settings the user gave, which both paths then share; empty if none."""
-    given = dict(USER_OMP_SPIN)
-    if USER_OMP_WAIT_POLICY is not None:
-        given["OMP_WAIT_POLICY"] = USER_OMP_WAIT_POLICY
-    return " ".join(f"{name}={value}" for name, value in given.items())
 
 
 def rate(batch: int, times: list[float]) -> float:
@@ -191,8 +179,9 @@ def main() -> None:
     args = parser.parse_args()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    waits = " ".join(f"{name}={value}" for name, value in USER_OMP_WAITS.items()) or "(per path)"
     print(f"device={args.device} cores={os.cpu_count()} load_average={load:.1f} precision={args.precision} "
-          f"compile={args.compile} OpenMP waits={user_omp_settings() or '(per path)'}", flush=True)
+          f"compile={args.compile} OpenMP waits={waits}", flush=True)
     specs = {REFERENCE: REFERENCE_SPEC, OPTIMISED: optimised_spec(args)}
     if args.ablate:
         specs.update({f"optimised {name}": ablation_spec(args, name) for name in ABLATIONS})

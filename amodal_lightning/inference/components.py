@@ -13,7 +13,7 @@ def component_labels(masks: torch.Tensor) -> torch.Tensor:
     nothing changes; a part's pixels then all hold the part's largest starting label. At most H*W rounds.
     """
     foreground = masks.bool()
-    batch, height, width = foreground.shape
+    _, height, width = foreground.shape
     start = torch.arange(1, height * width + 1, device=masks.device, dtype=torch.float32).view(1, height, width)
     labels = torch.where(foreground, start, torch.zeros((), device=masks.device))
     for _ in range(height * width):
