@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 
+from amodal_lightning.checkpoints import read_checkpoint
 from amodal_lightning.config import compose
 from amodal_lightning.train import train
 
@@ -102,6 +103,31 @@ def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     assert not all(torch.equal(saved["state_dict"][k], v) for k, v in saved["current_model_state"].items())
     resumed = torch.load(second / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 10
+
+
+class StartRate(L.Callback):
+    """Records the learning rate when training (re)starts."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_a_decaying_rate_ends_with_the_run_and_resumes_where_it_stopped(tmp_path):
+    first = tmp_path / "first"
+    schedule = "++model.module.optimizer.schedule=cosine"
+    cfg = tiny_config(first, schedule)
+    train(cfg)  # 10 steps
+    lr = cfg.model.lr
+    half = read_checkpoint(first / "checkpoints" / "step0000005.ckpt")  # our loader: plain data only
+    assert half["lr_schedulers"][0]["last_epoch"] == 5
+    assert half["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5)
+    end = read_checkpoint(first / "checkpoints" / "last.ckpt")
+    assert end["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+    probe = StartRate()
+    resume = f"ckpt_path={first / 'checkpoints' / 'step0000005.ckpt'}"
+    train(tiny_config(tmp_path / "second", schedule, resume), extra_callbacks=[probe])
+    assert probe.lr == pytest.approx(lr * 0.5)
 
 
 @pytest.mark.slow

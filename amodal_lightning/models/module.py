@@ -7,7 +7,6 @@ checkpoint alone is enough for inference: ``AmodalDiffusionModule.load_from_chec
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import lightning as L
@@ -18,6 +17,7 @@ from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.metrics import per_sample_iou
+from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.tasks import build_task
@@ -43,8 +43,9 @@ class AmodalDiffusionModule(L.LightningModule):
             parameterisation, variance and loss type, timestep sampling), named as SAS's flags.
         task: ``{"name": ..., "convention": ...}``, see :mod:`amodal_lightning.tasks`.
         optimizer: AdamW settings: ``lr``, ``weight_decay``, ``betas``, ``eps``, and the learning-rate
-            ``schedule``: ``constant`` (SAS's) or ``cosine`` (linear warm-up over ``warmup_steps``, then a cosine
-            decay to ``min_lr_ratio`` x lr at ``trainer.max_steps``).
+            ``schedule``: ``constant`` (SAS's), ``cosine`` or ``linear_tail`` (linear warm-up over ``warmup_steps``,
+            then a decay to ``min_lr_ratio`` x lr as the step or time budget runs out; ``linear_tail`` holds the
+            rate until the last ``decay_fraction`` of the budget), see :mod:`.lr_schedule`.
         validation: cheap sampled-IoU check: ``sample_steps``, ``sampler``, ``eta``, ``num_batches``, ``seed``.
         performance: how training runs, not what it computes: ``channels_last`` (true, false or ``"auto"``: on
             GPUs only), ``compile`` (``torch.compile`` the network for training: true, or a dict of
@@ -228,38 +229,14 @@ class AmodalDiffusionModule(L.LightningModule):
         schedule = opt.get("schedule", "constant")
         if schedule == "constant":
             return optimizer
-        if schedule != "cosine":
-            raise ConfigError(f"model.module.optimizer.schedule={schedule!r}: expected constant or cosine")
-        total_steps = self.trainer.max_steps
-        if total_steps is None or total_steps < 1:
-            raise ConfigError(
-                "model.module.optimizer.schedule=cosine: the decay ends at trainer.max_steps, which is not set; "
-                "set trainer.max_steps or use schedule=constant"
-            )
-        factor = WarmupCosine(opt.get("warmup_steps", 0), total_steps, opt.get("min_lr_ratio", 0.0))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        shape = DecayShape(
+            schedule,
+            warmup_steps=opt.get("warmup_steps", 0),
+            min_ratio=opt.get("min_lr_ratio", 0.0),
+            decay_fraction=opt.get("decay_fraction", 0.2),
+        )
+        scheduler = BudgetScheduler(optimizer, shape, TrainingBudget(self.trainer).spent)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-class WarmupCosine:
-    """Learning-rate factor at a step: linear warm-up to 1, then a half cosine down to ``min_ratio`` at ``total``.
-
-    A class rather than a closure so that the scheduler's state (saved in checkpoints) pickles.
-    """
-
-    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-        if not 0 <= warmup_steps < total_steps:
-            raise ConfigError(
-                f"model.module.optimizer.warmup_steps={warmup_steps}: expected 0 <= warmup_steps < "
-                f"trainer.max_steps={total_steps}"
-            )
-        self.warmup_steps, self.total_steps, self.min_ratio = warmup_steps, total_steps, min_ratio
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min((step - self.warmup_steps) / (self.total_steps - self.warmup_steps), 1.0)
-        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _performance_options(performance: dict | None) -> dict:
