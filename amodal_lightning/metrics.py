@@ -7,6 +7,11 @@ compares, per layer, the true layer minus the visible parts of that layer's obje
 minus the same visible parts; it is averaged over the layers that have a hidden part, and scores 0 for a
 prediction of only what is visible. The same function serves per instance (amodal minus visible).
 
+Where each object's visible mask and layer are known, **object placement** says whether the layers are in the
+right order: an object lands in the predicted layer that covers the largest share (at least half) of its visible
+part; it is right when that is its true layer, too early or too late otherwise, and missed when no layer covers
+half of it. A model that confuses which of two objects is in front scores well on pixels and badly here.
+
 :class:`LayerMetrics` accumulates these as sums and counts, the states torchmetrics adds up across processes, so
 the numbers are the same on one device or many.
 """
@@ -20,6 +25,8 @@ from torchmetrics import Metric
 EMPTY_IOU = 1.0
 # Mask values above this are foreground (masks are {0, 1}; this also accepts bool and uint8 0/1 masks).
 FOREGROUND = 0.5
+# An object lands in a predicted layer that covers at least this share of its visible part (so at most one can).
+PLACED_SHARE = 0.5
 
 
 def _binary(masks: torch.Tensor) -> torch.Tensor:
@@ -76,6 +83,36 @@ def hidden_part_iou(
     return mask_iou(hidden_pred, hidden_true), hidden_true.flatten(-2).any(-1)
 
 
+def placed_layers(
+    pred_layers: torch.Tensor, num_pred: torch.Tensor, visible_objects: torch.Tensor, share: float = PLACED_SHARE
+) -> torch.Tensor:
+    """The predicted layer each object lands in: layers (B,L,H,W) with counts (B,), visible masks (B,N,H,W) ->
+    (B,N) long. It is the layer ``< num_pred`` covering the largest share of the object's visible part (the front
+    one on a tie), or -1 where none covers ``share`` of it."""
+    pred = _binary(pad_layers(pred_layers, max(pred_layers.shape[1], 1))).float()
+    visible = _binary(visible_objects).float()
+    covered = torch.einsum("blhw,bnhw->bnl", pred, visible) / visible.sum((2, 3)).clamp_min(1)[..., None]
+    predicted = torch.arange(pred.shape[1], device=pred.device)[None] < num_pred[:, None]
+    best, layer = (covered * predicted[:, None]).max(-1)
+    return torch.where(best >= share, layer, torch.full_like(layer, -1))
+
+
+def object_placement(
+    pred_layers: torch.Tensor, num_pred: torch.Tensor, visible_objects: torch.Tensor, object_layers: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per image (B,), over the objects with a layer (``object_layers`` (B,N) >= 0; -1 pads) and a visible part:
+    how many there are (``objects``), and how many landed in their true layer (``right``), in a layer in front of it
+    (``too_early``) or behind it (``too_late``); the rest are missed."""
+    placed = placed_layers(pred_layers, num_pred, visible_objects)
+    real = (object_layers >= 0) & _binary(visible_objects).flatten(2).any(-1)
+    return {
+        "objects": real.sum(1),
+        "right": (real & (placed == object_layers)).sum(1),
+        "too_early": (real & (placed >= 0) & (placed < object_layers)).sum(1),
+        "too_late": (real & (placed > object_layers)).sum(1),
+    }
+
+
 def _masked_mean(values: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of ``values`` over the last dimension where ``weight`` holds, and whether any did: (B,L) -> (B,), (B,)."""
     weight = weight.float()
@@ -108,13 +145,18 @@ def image_scores(
     return scores
 
 
+# Object-placement sums, one per outcome of :func:`object_placement` (missed: the objects left over).
+PLACEMENT_STATES = ("objects", "objects_right", "objects_too_early", "objects_too_late")
+
+
 class LayerMetrics(Metric):
     """Layered-segmentation metrics over a stream of images, synced across processes by torchmetrics.
 
     ``compute()`` gives ``images``, ``miou`` (per-image mean over counted layers, then over images),
     ``layer_count_accuracy``, ``iou_layer{k}`` (over the images where layer ``k`` counts), and, over the images
-    with visible masks, ``hidden_miou`` and ``hidden_iou_layer{k}``. ``max_layers`` bounds the layer index of
-    either side.
+    with visible masks, ``hidden_miou`` and ``hidden_iou_layer{k}``, and over the objects whose visible masks are
+    known, ``object_layer_accuracy``, ``objects_too_early``, ``objects_too_late`` and ``objects_missed`` (fractions
+    of all objects). ``max_layers`` bounds the layer index of either side.
     """
 
     full_state_update = False
@@ -123,7 +165,7 @@ class LayerMetrics(Metric):
     def __init__(self, max_layers: int, **kwargs):
         super().__init__(**kwargs)
         self.max_layers = int(max_layers)
-        for name in ("images", "miou_sum", "count_correct", "hidden_images", "hidden_miou_sum"):
+        for name in ("images", "miou_sum", "count_correct", "hidden_images", "hidden_miou_sum", *PLACEMENT_STATES):
             self.add_state(name, default=torch.tensor(0.0), dist_reduce_fx="sum")
         for name in ("layer_iou_sum", "layer_count", "hidden_layer_iou_sum", "hidden_layer_count"):
             self.add_state(name, default=torch.zeros(self.max_layers), dist_reduce_fx="sum")
@@ -135,9 +177,12 @@ class LayerMetrics(Metric):
         true_layers: torch.Tensor,
         num_true: torch.Tensor,
         visible_layers: torch.Tensor | None = None,
+        visible_objects: torch.Tensor | None = None,
+        object_layers: torch.Tensor | None = None,
     ) -> None:
         """Add a batch: layers (B,L,H,W) in {0, 1} with their counts (B,); ``visible_layers`` (B,K,H,W) aligned
-        with ``true_layers`` when the visible parts are known."""
+        with ``true_layers`` when the visible parts are known; ``visible_objects`` (B,N,H,W) with
+        ``object_layers`` (B,N) (-1 pads) when each object's visible part and layer are known."""
         deepest = int(torch.maximum(num_pred, num_true).max()) if len(num_pred) else 0
         if deepest > self.max_layers:
             raise ValueError(f"an image has {deepest} layers, more than this metric's max_layers={self.max_layers}")
@@ -159,6 +204,12 @@ class LayerMetrics(Metric):
             self.hidden_miou_sum += (scores["hidden_miou"].float() * has_hidden).sum()
             self.hidden_layer_iou_sum += (scores["hidden_layer_iou"].float() * hidden_counted).sum(0)
             self.hidden_layer_count += hidden_counted.sum(0)
+        if visible_objects is not None:
+            placement = object_placement(pred_layers, num_pred, visible_objects, object_layers)
+            self.objects += placement["objects"].sum()
+            self.objects_right += placement["right"].sum()
+            self.objects_too_early += placement["too_early"].sum()
+            self.objects_too_late += placement["too_late"].sum()
 
     def compute(self) -> dict[str, float]:
         """The metrics as floats; a metric with nothing to average over is left out."""
@@ -168,6 +219,12 @@ class LayerMetrics(Metric):
             out["layer_count_accuracy"] = float(self.count_correct / self.images)
         if self.hidden_images > 0:
             out["hidden_miou"] = float(self.hidden_miou_sum / self.hidden_images)
+        if self.objects > 0:
+            out["object_layer_accuracy"] = float(self.objects_right / self.objects)
+            out["objects_too_early"] = float(self.objects_too_early / self.objects)
+            out["objects_too_late"] = float(self.objects_too_late / self.objects)
+            missed = self.objects - self.objects_right - self.objects_too_early - self.objects_too_late
+            out["objects_missed"] = float(missed / self.objects)
         for k in range(self.max_layers):
             if self.layer_count[k] > 0:
                 out[f"iou_layer{k}"] = float(self.layer_iou_sum[k] / self.layer_count[k])

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from amodal_lightning.metrics import LayerMetrics, hidden_part_iou, image_scores, per_sample_iou
+from amodal_lightning.metrics import (
+    LayerMetrics,
+    hidden_part_iou,
+    image_scores,
+    object_placement,
+    per_sample_iou,
+    placed_layers,
+)
 
 SIDE = 10
 
@@ -85,6 +92,39 @@ def test_hidden_miou_counts_only_layers_with_a_hidden_part_and_the_reference_row
     assert oracle["hidden_miou"] == 0.0
     assert oracle["iou_layer0"] == 1.0 and oracle["iou_layer1"] == pytest.approx(21 / 25)
     assert oracle["miou"] == pytest.approx((1 + 21 / 25) / 2)
+
+
+def test_an_object_lands_in_the_layer_covering_most_of_its_visible_part():
+    a, b, c = block(0, 0, 4, 4), block(0, 5, 4, 4), block(6, 0, 4, 10)  # three disjoint objects, 16 / 16 / 40 px
+    visible = stack(a, b, c)
+    # Layer 0 holds a and 70 % of c; layer 1 holds b and all of c; layer 2 (not predicted: count 2) holds b again.
+    most_of_c = block(6, 0, 4, 7)  # 28 of its 40 px: 0.7
+    pred = stack(a + most_of_c, b + c, b)
+    assert placed_layers(pred, counts(2), visible).tolist() == [[0, 1, 1]]
+    # Tied shares go to the front layer; under half a visible part is nowhere.
+    assert placed_layers(stack(c, c), counts(2), stack(c)).tolist() == [[0]]
+    assert placed_layers(stack(block(6, 0, 4, 4)), counts(1), stack(c)).tolist() == [[-1]]
+    # No predicted layer at all: every object is missed.
+    assert placed_layers(stack(), counts(0), visible).tolist() == [[-1, -1, -1]]
+
+
+def test_object_placement_counts_right_early_late_and_missed_objects():
+    a, b, c, d = block(0, 0, 4, 4), block(0, 5, 4, 4), block(6, 0, 4, 4), block(6, 5, 4, 4)
+    pred = stack(a + b, c)  # a right (0), b too early (true 1), c too late (true 0), d missed
+    visible = stack(a, b, c, d, torch.zeros(SIDE, SIDE), a)
+    layers = torch.tensor([[0, 1, 0, 2, 1, -1]])  # an object with no visible part and a padding slot don't count
+    placement = object_placement(pred, counts(2), visible, layers)
+    assert {key: value.tolist() for key, value in placement.items()} == {
+        "objects": [4], "right": [1], "too_early": [1], "too_late": [1],
+    }
+    metric = LayerMetrics(max_layers=3)
+    metric.update(pred, counts(2), stack(a + c, b, d), counts(3), visible_objects=visible, object_layers=layers)
+    out = metric.compute()
+    assert out["object_layer_accuracy"] == out["objects_too_early"] == out["objects_too_late"] == 0.25
+    assert out["objects_missed"] == 0.25
+    without_truth = LayerMetrics(max_layers=3)
+    without_truth.update(pred, counts(2), stack(a + c, b, d), counts(3))
+    assert "object_layer_accuracy" not in without_truth.compute()
 
 
 def test_shards_merged_give_the_same_numbers_as_one_pass():

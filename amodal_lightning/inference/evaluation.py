@@ -36,7 +36,7 @@ REFERENCE_ROWS = {
     VISIBLE_ORACLE: "the visible parts of each layer's objects (a perfect modal segmenter; 0 on hidden parts)",
 }
 # Columns of the printed table, before the per-layer IoUs.
-SUMMARY_COLUMNS = ("images", "miou", "hidden_miou", "layer_count_accuracy")
+SUMMARY_COLUMNS = ("images", "miou", "hidden_miou", "layer_count_accuracy", "object_layer_accuracy")
 MISSING = "n/a"
 # Width of a printed value: 0.1234.
 VALUE_WIDTH = 6
@@ -54,6 +54,17 @@ def visible_layers(image: LayeredImage) -> np.ndarray | None:
     depth = min(len(by_layer), len(padded))
     padded[:depth] = by_layer[:depth]
     return padded
+
+
+def object_truth(image: LayeredImage, device: torch.device) -> dict[str, torch.Tensor]:
+    """Each object's visible mask (1,N,H,W) and layer (1,N), the keyword arguments of
+    :meth:`~amodal_lightning.metrics.LayerMetrics.update`; empty when the image has no per-instance ground truth."""
+    if image.visible is None or image.instance_layer is None:
+        return {}
+    return {
+        "visible_objects": torch.from_numpy(np.asarray(image.visible, dtype=bool)).to(device)[None],
+        "object_layers": torch.from_numpy(np.asarray(image.instance_layer, dtype=np.int64)).to(device)[None],
+    }
 
 
 @dataclass
@@ -124,11 +135,12 @@ class LayerEvaluator:
             num_true = torch.tensor([im.num_layers], device=device)
             shown = visible_layers(im)
             shown = None if shown is None else torch.from_numpy(shown).to(device)[None]
+            objects = object_truth(im, device)
             count = int(sequential.num_layers[i])
             layers = masks_to_data(sequential.layers[i, :count], shape)
             predicted = torch.from_numpy(layers).to(device)[None]
             num_pred = torch.tensor([count], device=device)
-            self.metrics[SEQUENTIAL].update(predicted, num_pred, true, num_true, shown)
+            self.metrics[SEQUENTIAL].update(predicted, num_pred, true, num_true, shown, **objects)
             if self.teacher_forced:
                 forced_count = int(forced.num_layers[i])
                 forced_layers = masks_to_data(forced.layers[i, : im.num_layers + 1], shape)
@@ -138,10 +150,11 @@ class LayerEvaluator:
                     true,
                     num_true,
                     shown,
+                    **objects,
                 )
-            self.metrics[EMPTY].update(true[:, :0], torch.zeros_like(num_true), true, num_true, shown)
+            self.metrics[EMPTY].update(true[:, :0], torch.zeros_like(num_true), true, num_true, shown, **objects)
             if shown is not None:
-                self.metrics[VISIBLE_ORACLE].update(shown, num_true, true, num_true, shown)
+                self.metrics[VISIBLE_ORACLE].update(shown, num_true, true, num_true, shown, **objects)
             scores = image_scores(predicted, num_pred, true, num_true, shown)
             has_hidden = shown is not None and bool(scores["has_hidden"][0])
             results.append(

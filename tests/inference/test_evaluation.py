@@ -47,16 +47,18 @@ def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
     for row in ("sequential", "teacher_forced"):
         assert rows[row]["images"] == 2 and rows[row]["miou"] == 1.0 and rows[row]["layer_count_accuracy"] == 1.0
         assert rows[row]["hidden_miou"] == 1.0
+        assert rows[row]["object_layer_accuracy"] == 1.0  # both squares of the image with instances
     assert rows["empty"]["miou"] == 0.0 and rows["empty"]["hidden_miou"] == 0.0
+    assert rows["empty"]["object_layer_accuracy"] == 0.0 and rows["empty"]["objects_missed"] == 1.0
     oracle = rows["visible_oracle"]
     # Only the image with instances; the back square is 64 px, 16 of them hidden by the front one.
-    assert oracle["images"] == 1 and oracle["hidden_miou"] == 0.0
+    assert oracle["images"] == 1 and oracle["hidden_miou"] == 0.0 and oracle["object_layer_accuracy"] == 1.0
     assert oracle["iou_layer0"] == 1.0 and oracle["iou_layer1"] == pytest.approx(48 / 64)
 
     table = format_table(rows).splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["sequential", "teacher_forced", "empty", "visible_oracle"]
     assert table[5].startswith("reference row empty") and table[6].startswith("reference row visible_oracle")
-    assert "hidden_miou" in table[0] and "iou_layer1" in table[0]
+    assert "hidden_miou" in table[0] and "object_layer_accuracy" in table[0] and "iou_layer1" in table[0]
 
     evaluator.reset()
     assert all(metric.images == 0 for metric in evaluator.metrics.values())
