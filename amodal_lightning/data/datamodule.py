@@ -131,6 +131,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         root: the SAS root (``source="sas"``).
         noise_root: a root of SAS-layout noise folders; only read when ``noise_rate > 0``.
         noise_rate: expected fraction of training draws taken from the noise folders.
+        front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
         noise_seed: seed of the noise draws.
         val_fraction, test_fraction: fractions of the SAS image ids held out (ignored for synthetic data).
         split_seed: seed of the SAS id shuffle.
@@ -152,6 +153,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_root: str | Path | None = None,
         noise_rate: float = 0.0,
         noise_seed: int = 0,
+        front_layer_repeats: int = 1,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
@@ -171,6 +173,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.{key}={value}: expected a positive integer")
         if not 0.0 <= noise_rate <= 1.0:
             raise ConfigError(f"data.noise_rate={noise_rate}: expected a fraction in [0, 1]")
+        if isinstance(front_layer_repeats, bool) or not isinstance(front_layer_repeats, int) or front_layer_repeats < 1:
+            raise ConfigError(f"data.front_layer_repeats={front_layer_repeats!r}: expected a positive integer")
         if noise_rate > 0 and not noise_root:
             raise ConfigError(f"data.noise_root: required when data.noise_rate={noise_rate} > 0")
         if not (0.0 <= val_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 and val_fraction + test_fraction <= 1.0):
@@ -189,6 +193,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.noise_root = Path(noise_root) if noise_root else None
         self.noise_rate = float(noise_rate)
         self.noise_seed = int(noise_seed)
+        self.front_layer_repeats = front_layer_repeats
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.split_seed = int(split_seed)
@@ -350,7 +355,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training samples, a ``noise_rate`` fraction of them drawn from the noise folders."""
-        clean = LayerDataset(self._collection("train"))
+        clean = LayerDataset(self._collection("train"), self.front_layer_repeats)
         if len(clean) == 0:
             raise DataError(f"{self.root or 'data.synthetic.num_train'}: the training split is empty")
         noise = self._noise_dataset()

@@ -163,15 +163,22 @@ class SasImages(ImageCollection):
 
 
 class LayerDataset(Dataset):
-    """One sample per (image, layer) of a collection, each image's terminal empty layer included (as in SAS)."""
+    """One sample per (image, layer) of a collection, each image's terminal empty layer included (as in SAS).
 
-    def __init__(self, images: ImageCollection):
+    ``front_layer_repeats`` > 1 lists each image's layer-0 sample that many times (SAS: once): layer 0 decides
+    every later layer of sequential inference, so a recipe can spend more of its steps on it.
+    """
+
+    def __init__(self, images: ImageCollection, front_layer_repeats: int = 1):
         self.images = images
         counts = np.array([images.num_samples(i) for i in range(len(images))], dtype=np.int64)
-        self._image_index = np.repeat(np.arange(len(images)), counts)
+        image_index = np.repeat(np.arange(len(images)), counts)
         # Layer of each flat sample: its position within its image's run of samples.
         starts = np.repeat(np.cumsum(counts) - counts, counts)
-        self._layer = np.arange(len(self._image_index)) - starts
+        layer = np.arange(len(image_index)) - starts
+        extra = np.flatnonzero(layer == 0).repeat(front_layer_repeats - 1)
+        self._image_index = np.concatenate([image_index, image_index[extra]])
+        self._layer = np.concatenate([layer, layer[extra]])
 
     def __len__(self) -> int:
         return len(self._image_index)

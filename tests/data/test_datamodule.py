@@ -199,6 +199,24 @@ def test_synthetic_splits_are_disjoint_and_stable(tmp_path):
     assert len(small.train_dataloader().dataset) == samples
 
 
+def test_front_layer_repeats_draw_each_layer_0_sample_that_often(tmp_path):
+    once = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC)
+    thrice = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC, front_layer_repeats=3)
+    counts = {}
+    for name, dm in (("once", once), ("thrice", thrice)):
+        dm.setup("fit")
+        samples = all_samples(dm.train_dataloader())
+        counts[name] = collections.Counter((image_id, layer) for image_id, layer, *_ in samples)
+    assert set(counts["thrice"]) == set(counts["once"]) and set(counts["once"].values()) == {1}
+    assert all(n == (3 if layer == 0 else 1) for (_, layer), n in counts["thrice"].items())
+    # Validation and test are left as they are.
+    assert len(thrice.val_dataloader().dataset) == len(once.val_dataloader().dataset)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="data.front_layer_repeats") as info:
+            LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, front_layer_repeats=bad)
+        assert "\n" not in str(info.value)
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="data.synthetic.colour"):
         LayeredAmodalDataModule(synthetic={"colour": "red"})
@@ -285,6 +303,7 @@ def test_data_configs_instantiate(option, sas_root, tmp_path):
     dm = instantiate(cfg.data, _convert_="all")
     assert isinstance(dm, LayeredAmodalDataModule)
     assert dm.image_size == cfg.model.image_size and dm.batch_size == cfg.model.global_batch_size
+    assert dm.front_layer_repeats == cfg.model.front_layer_repeats  # the model recipe's choice
     dm.setup("fit")
     check_batch(next(iter(dm.train_dataloader())), cfg.model.image_size)
 
