@@ -131,8 +131,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         root: the SAS root (``source="sas"``).
         noise_root: a root of SAS-layout noise folders; only read when ``noise_rate > 0``.
         noise_rate: expected fraction of training draws taken from the noise folders.
-        front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
         noise_seed: seed of the noise draws.
+        front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
         val_fraction, test_fraction: fractions of the SAS image ids held out (ignored for synthetic data).
         split_seed: seed of the SAS id shuffle.
         synthetic: ``num_train``, ``num_val``, ``num_test`` scenes, plus any :class:`SceneGenerator` argument
