@@ -53,7 +53,6 @@ class TrainingBudget:
     """The fraction of a trainer's budget spent at a step: the larger of steps / max_steps and time / max_time."""
 
     def __init__(self, trainer):
-        self.trainer = trainer
         total_steps = trainer.estimated_stepping_batches
         self.total_steps = total_steps if math.isfinite(total_steps) and total_steps > 0 else None
         self.timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
