@@ -56,9 +56,10 @@ class TrainingBudget:
         total_steps = trainer.estimated_stepping_batches
         self.total_steps = total_steps if math.isfinite(total_steps) and total_steps > 0 else None
         self.timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-        if self.timer is not None and self.timer.time_remaining() is None:
-            self.timer = None  # a Timer without a duration (only measuring)
-        if self.total_steps is None and self.timer is None:
+        # A Timer without a duration only measures; the duration is elapsed + remaining at any moment.
+        remaining = self.timer.time_remaining() if self.timer is not None else None
+        self.duration = None if remaining is None else self.timer.time_elapsed() + remaining
+        if self.total_steps is None and self.duration is None:
             raise ConfigError(
                 "model.module.optimizer.schedule: a decaying learning rate needs a budget to decay over; set "
                 "trainer.max_steps or trainer.max_time, or use schedule=constant"
@@ -68,9 +69,8 @@ class TrainingBudget:
         fractions = [0.0]
         if self.total_steps is not None:
             fractions.append(step / self.total_steps)
-        if self.timer is not None:
-            elapsed = self.timer.time_elapsed()
-            fractions.append(elapsed / (elapsed + self.timer.time_remaining()))
+        if self.duration is not None:
+            fractions.append(self.timer.time_elapsed() / self.duration)
         return max(fractions)
 
 
@@ -78,8 +78,8 @@ class BudgetScheduler(torch.optim.lr_scheduler.LRScheduler):
     """Sets each group's rate to its base rate times ``shape(step, spent(step))``, stepped every optimiser step.
 
     Its checkpointed state is plain data (step count, base rates); shape and budget come from the config and the
-    trainer, so checkpoints load with ``weights_only=True``, and a resumed run (whose
-    Timer restores its elapsed time) continues the decay where it stopped.
+    trainer, so checkpoints load with ``weights_only=True``, and a resumed run (whose Timer restores its elapsed
+    time) continues the decay where it stopped.
     """
 
     def __init__(self, optimizer, shape: DecayShape, spent: Callable[[int], float]):
