@@ -29,6 +29,7 @@ from amodal_lightning.inference.ensemble import (
     check_rule,
     combine,
 )
+from amodal_lightning.inference.views import IDENTITY, check_views, from_member_views, to_member_views
 
 # SAS's defaults: 3 samples per layer, at most 5 layers.
 DEFAULT_ENSEMBLE_SIZE = 3
@@ -47,6 +48,9 @@ class InferenceConfig:
         sampler: ``"ddim"`` or ``"ancestral"``.
         eta: DDIM noise (0 is deterministic given the starting noise).
         ensemble_size: samples per layer and image.
+        views: how members see the image (:mod:`~amodal_lightning.inference.views`): ``"identity"`` (all as it is,
+            SAS), ``"mirror"`` (every other member mirrored) or ``"dihedral"`` (members cycle through the 4 turns
+            and their mirrors; for data with no upright direction).
         combine: ``"sas"``, ``"vote"`` or ``"mean"`` (see :mod:`~amodal_lightning.inference.ensemble`).
         threshold: the ``mean`` rule's cut.
         empty_fraction: a layer with less foreground than this fraction of the image ends the image.
@@ -64,6 +68,7 @@ class InferenceConfig:
     sampler: str = "ddim"
     eta: float = 0.0
     ensemble_size: int = DEFAULT_ENSEMBLE_SIZE
+    views: str = IDENTITY
     combine: str = SAS
     threshold: float = DEFAULT_THRESHOLD
     empty_fraction: float = DEFAULT_EMPTY_FRACTION
@@ -96,6 +101,10 @@ class InferenceConfig:
         for name in ("ensemble_size", "max_layers", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{key}.{name}={getattr(self, name)}: expected a positive integer")
+        try:
+            check_views(self.views)
+        except ConfigError as err:
+            raise ConfigError(f"{key}.{err}") from None
         if int(self.max_merges) < 0:
             raise ConfigError(f"{key}.max_merges={self.max_merges}: expected 0 or more")
         try:
@@ -157,6 +166,7 @@ class SequentialInference:
         cfg, task = self.config, self.module.task
         members = cfg.ensemble_size
         conditioning = task.conditioning(image, occlusion).repeat_interleave(members, dim=0)
+        conditioning = to_member_views(conditioning, cfg.views, members)
         batch, height, width = image.shape[0], image.shape[2], image.shape[3]
         raw = self.module.sampling_diffusion(cfg.steps).sample(
             self.module.denoiser(conditioning),
@@ -166,6 +176,7 @@ class SequentialInference:
             generator=generator,
             device=conditioning.device,
         )
+        raw = from_member_views(raw, cfg.views, members)
         convention = task.convention
         binary = convention.binarize(raw).view(batch, members, height, width)
         soft = ((raw - convention.mask_shift) / convention.mask_scale).view(batch, members, height, width)
