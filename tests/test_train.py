@@ -105,6 +105,33 @@ def test_train_writes_artifacts_and_resume_restores_everything(tmp_path):
     assert resumed["global_step"] == 10
 
 
+class StopAt(L.Callback):
+    """Asks training to stop after a given step, as the time budget (Lightning's Timer) or an early stop does."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+@pytest.mark.parametrize("budget,callbacks", [("trainer.max_steps=7", []), ("trainer.max_steps=10", [StopAt(3)])])
+def test_last_checkpoint_holds_the_step_training_ended_on(tmp_path, budget, callbacks):
+    # Checkpoints every 5 steps; a step budget off that period or a stop in between must still reach last.ckpt.
+    run = tmp_path / "run"
+    train(tiny_config(run, budget), extra_callbacks=callbacks)
+    end_step = 7 if not callbacks else 3
+    last = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == end_step
+    # Saved before the EMA weights are copied into the model at the end of training: live and EMA weights differ.
+    assert not all(torch.equal(last["state_dict"][k], v) for k, v in last["current_model_state"].items())
+    probe = CaptureStartState()
+    resumed = tmp_path / "resumed"
+    train(tiny_config(resumed, "trainer.max_steps=9", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"), extra_callbacks=[probe])
+    probe.assert_restored(last)
+
+
 class StartRate(L.Callback):
     """Records the learning rate when training (re)starts."""
 
