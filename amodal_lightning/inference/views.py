@@ -14,8 +14,8 @@ import torch
 from amodal_lightning.errors import ConfigError
 
 IDENTITY, MIRROR, DIHEDRAL = "identity", "mirror", "dihedral"
-# (quarter turns, mirrored) per view, in the order members take them. Mirrors and upright rotations suit any
-# photograph; the turned views suit data with no upright direction (the generated scenes).
+# (quarter turns, mirrored) per view, in the order members take them. A mirror suits any photograph; quarter turns
+# suit only data with no upright direction (the generated scenes).
 VIEW_SETS: dict[str, tuple[tuple[int, bool], ...]] = {
     IDENTITY: ((0, False),),
     MIRROR: ((0, False), (0, True)),

@@ -77,7 +77,7 @@ def _module(tmp_path, max_steps, **optimizer):
 
 
 def test_constant_schedule_is_a_bare_optimiser(tmp_path):
-    assert isinstance(_module(tmp_path, 100).configure_optimizers(), torch.optim.AdamW)
+    assert isinstance(_module(tmp_path, 100, schedule="constant").configure_optimizers(), torch.optim.AdamW)
 
 
 def test_cosine_schedule_steps_every_optimiser_step_and_checkpoints(tmp_path):

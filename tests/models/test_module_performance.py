@@ -18,7 +18,8 @@ EAGER_COMPILE = "{backend:eager}"
 
 
 def small_module(tmp_path, **performance):
-    overrides = [f"paths.output_dir={tmp_path}"]
+    # A constant rate: configure_optimizers then returns the bare optimiser, with no Trainer needed for a budget.
+    overrides = [f"paths.output_dir={tmp_path}", "model.module.optimizer.schedule=constant"]
     overrides += [f"++model.module.performance.{key}={value}" for key, value in performance.items()]
     return instantiate(compose("train", overrides).model.module, _convert_="all")
 
