@@ -50,6 +50,7 @@ from amodal_lightning.data.datasets import (
 )
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.orientations import IDENTITY, ORIENTATION_SETS, check_orientations, orient
 
 __all__ = [
     "BATCH_KEYS",
@@ -141,6 +142,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         validate_files: decode and check every SAS file at setup instead of when it is first loaded.
         skip_bad_samples: leave out the images of a SAS root that have malformed folders (and log how many)
             instead of refusing the root.
+        augment_orientations: each training sample is seen in an orientation drawn uniformly from this set
+            (:mod:`amodal_lightning.orientations`): ``"identity"`` (as it is, SAS), ``"mirror"`` or ``"dihedral"``.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         pin_memory: bool | str = False,
         validate_files: bool = False,
         skip_bad_samples: bool = False,
+        augment_orientations: str = IDENTITY,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -182,7 +186,9 @@ class LayeredAmodalDataModule(L.LightningDataModule):
                 f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: expected fractions in "
                 "[0, 1] summing to at most 1"
             )
+        check_orientations(augment_orientations, "data.augment_orientations")
         self.source = source
+        self.augment_orientations = augment_orientations
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers_setting = _auto_or_int("num_workers", num_workers)
@@ -371,6 +377,18 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Test samples in a fixed order."""
         return self._loader(LayerDataset(self._collection("test")))
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Turn each training sample (image, occlusion and target together) to a random orientation, on the
+        device the batch is on; validation and test batches stay as they are."""
+        trainer = self.trainer
+        if self.augment_orientations == IDENTITY or trainer is None or not trainer.training:
+            return batch
+        size = len(ORIENTATION_SETS[self.augment_orientations])
+        chosen = torch.randint(size, (batch[IMAGE].shape[0],))
+        for key in (IMAGE, OCCLUSION, TARGET):
+            batch[key] = orient(batch[key], self.augment_orientations, chosen, "data.augment_orientations")
+        return batch
 
     # ----------------------------------------------------------------------------------- whole images
 

@@ -25,6 +25,7 @@ from amodal_lightning.data.datamodule import (
 from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.orientations import ORIENTATION_SETS
 
 SIZE = 32
 NUM_IMAGES = 20
@@ -215,6 +216,47 @@ def test_front_layer_repeats_draw_each_layer_0_sample_that_often(tmp_path):
         with pytest.raises(ConfigError, match="data.front_layer_repeats") as info:
             LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, front_layer_repeats=bad)
         assert "\n" not in str(info.value)
+
+
+def _orientations_matching(turned, original):
+    """Indices of the dihedral orientations that take ``original`` (C,S,S) to ``turned``."""
+    return {
+        index
+        for index, (turns, mirrored) in enumerate(ORIENTATION_SETS["dihedral"])
+        if torch.equal(torch.rot90(original.flip(-1) if mirrored else original, turns, dims=(-2, -1)), turned)
+    }
+
+
+def test_training_samples_are_turned_whole_and_only_while_training():
+    dm = LayeredAmodalDataModule(
+        image_size=SIZE, batch_size=40, synthetic=TINY_SYNTHETIC, augment_orientations="dihedral"
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    original = {key: batch[key].clone() for key in (IMAGE, OCCLUSION, TARGET)}
+    # Not attached to a trainer, or attached but validating: nothing changes.
+    for trainer in (None, SimpleNamespace(training=False)):
+        dm.trainer = trainer
+        out = dm.on_after_batch_transfer(dict(batch), 0)
+        assert all(torch.equal(out[key], original[key]) for key in original)
+    dm.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    out = dm.on_after_batch_transfer(dict(batch), 0)
+    drawn = []
+    for i in range(len(out[IMAGE_ID])):
+        # The image, its occlusion mask and its target are turned the same way.
+        common = set.intersection(*(_orientations_matching(out[key][i], original[key][i]) for key in original))
+        assert common, f"sample {i}: image, occlusion and target turned differently"
+        drawn.append(min(_orientations_matching(out[IMAGE][i], original[IMAGE][i])))
+    assert len(set(drawn)) >= 6  # 40 draws from 8 orientations
+    assert out[LAYER].tolist() == batch[LAYER].tolist() and out[IMAGE_ID] == batch[IMAGE_ID]
+    plain = LayeredAmodalDataModule(image_size=SIZE, batch_size=40, synthetic=TINY_SYNTHETIC)
+    plain.trainer = SimpleNamespace(training=True)
+    out = plain.on_after_batch_transfer(dict(batch), 0)
+    assert all(torch.equal(out[key], original[key]) for key in original)
+    with pytest.raises(ConfigError, match="data.augment_orientations='spin'") as info:
+        LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, augment_orientations="spin")
+    assert "\n" not in str(info.value)
 
 
 def test_config_errors_name_the_key():

@@ -70,5 +70,5 @@ def test_each_member_sees_its_own_view():
 
 
 def test_unknown_view_set_is_a_one_line_error():
-    with pytest.raises(ConfigError, match="inference.views='spin': unknown view set"):
+    with pytest.raises(ConfigError, match="inference.views='spin': unknown orientation set"):
         SequentialInference(SeesOnly(lambda image: image[:, 0]), InferenceConfig(steps=2, views="spin"))
