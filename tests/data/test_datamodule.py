@@ -306,9 +306,11 @@ class _ConsumeBatches(L.LightningModule):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(()))
         self.seen = []
+        self.batches = []
 
     def training_step(self, batch, batch_idx):
         self.seen.append(len(batch[IMAGE_ID]))
+        self.batches.append(batch)
         return (batch[IMAGE].mean() - self.weight) ** 2
 
     def configure_optimizers(self):
@@ -332,6 +334,30 @@ def test_trainer_feeds_per_device_batches(sas_root, noise_root, tmp_path):
     )
     trainer.fit(model, datamodule=dm)
     assert dm.per_device_batch_size == 4 and model.seen == [4, 4, 4, 4]
+
+
+def test_trainer_turns_the_training_batches(tmp_path):
+    first = {}
+    for name in ("identity", "dihedral"):
+        L.seed_everything(0)
+        dm = LayeredAmodalDataModule(image_size=SIZE, batch_size=8, synthetic=TINY_SYNTHETIC, augment_orientations=name)
+        model = _ConsumeBatches()
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(model, datamodule=dm)
+        first[name] = model.batches[0]
+    plain, turned = first["identity"], first["dihedral"]
+    assert turned[IMAGE_ID] == plain[IMAGE_ID]  # the same samples, in the same order
+    drawn = [_orientations_matching(turned[IMAGE][i], plain[IMAGE][i]) for i in range(len(plain[IMAGE_ID]))]
+    assert all(drawn) and not all(0 in matching for matching in drawn)
 
 
 @pytest.mark.parametrize("option", ["synthetic", "sas"])
