@@ -317,22 +317,26 @@ class _ConsumeBatches(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_trainer_feeds_per_device_batches(sas_root, noise_root, tmp_path):
-    dm = sas_module(sas_root, batch_size=8, noise_root=noise_root, noise_rate=0.25)
-    model = _ConsumeBatches()
+def _fit_quietly(model, dm, root, **trainer_options):
+    """Fit on one CPU device without validation, logging, checkpoints or progress output."""
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
-        max_steps=2,
-        accumulate_grad_batches=2,
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=tmp_path,
+        default_root_dir=root,
+        **trainer_options,
     )
     trainer.fit(model, datamodule=dm)
+
+
+def test_trainer_feeds_per_device_batches(sas_root, noise_root, tmp_path):
+    dm = sas_module(sas_root, batch_size=8, noise_root=noise_root, noise_rate=0.25)
+    model = _ConsumeBatches()
+    _fit_quietly(model, dm, tmp_path, max_steps=2, accumulate_grad_batches=2)
     assert dm.per_device_batch_size == 4 and model.seen == [4, 4, 4, 4]
 
 
@@ -342,17 +346,7 @@ def test_trainer_turns_the_training_batches(tmp_path):
         L.seed_everything(0)
         dm = LayeredAmodalDataModule(image_size=SIZE, batch_size=8, synthetic=TINY_SYNTHETIC, augment_orientations=name)
         model = _ConsumeBatches()
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_steps=1,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path,
-        )
-        trainer.fit(model, datamodule=dm)
+        _fit_quietly(model, dm, tmp_path, max_steps=1)
         first[name] = model.batches[0]
     plain, turned = first["identity"], first["dihedral"]
     assert turned[IMAGE_ID] == plain[IMAGE_ID]  # the same samples, in the same order
