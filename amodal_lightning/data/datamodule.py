@@ -72,7 +72,7 @@ SPLITS = ("train", "val", "test")
 # Synthetic splits draw scene indices from disjoint ranges this far apart.
 SYNTHETIC_SPLIT_STRIDE = 1_000_000_000
 SYNTHETIC_SPLIT_SIZES = {"train": "num_train", "val": "num_val", "test": "num_test"}
-SYNTHETIC_DEFAULTS = {"num_train": 4000, "num_val": 256, "num_test": 256}
+SYNTHETIC_DEFAULTS = {"num_train": 8000, "num_val": 256, "num_test": 256}
 # Splits each Lightning stage needs (None: all of them).
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 AUTO = "auto"
