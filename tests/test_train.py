@@ -189,7 +189,7 @@ def test_multirun_two_jobs_write_under_outputs(tmp_path):
     "override,expected",
     [
         ("data=sas data.root={tmp}/missing", "{tmp}/missing"),
-        ("model.module.task.convention=rgb255", "model.convention"),
+        ("model.module.task.convention=rgb255", "model.module.task.convention"),
         ("model.module.diffusion.noise_schedule=quadratic", "noise_schedule"),
         ("ckpt_path={tmp}/nothing.ckpt", "{tmp}/nothing.ckpt"),
     ],

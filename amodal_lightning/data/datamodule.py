@@ -1,16 +1,10 @@
-"""``LayeredAmodalDataModule``: generated scenes or SAS folders as (image, layer) training samples.
+"""``LayeredAmodalDataModule``: images from a source, as the samples of a task.
 
-Batch format, the same for every source (key names are the constants of this module)::
-
-    IMAGE      "image"      float32 (B,3,H,W) RGB in [0, 1]
-    OCCLUSION  "occlusion"  float32 (B,1,H,W) in {0, 1}: union of the layers before this one
-    TARGET     "target"     float32 (B,1,H,W) in {0, 1}: union of this layer's amodal masks (empty after the last)
-    LAYER      "layer"      int64   (B,)      layer index of each sample
-    IMAGE_ID   "image_id"   list[str]         id of the image each sample comes from
-
-Scaling to a network's input convention (SAS's raw 0..255 RGB, or [-1, 1]) is the model's job, not the data's.
-
-Every image contributes one sample per layer plus its terminal empty-mask sample, as in SAS. Splits are by image
+The batch format, the same for every source, is documented in :mod:`amodal_lightning.batch`; which keys a sample
+has and how many samples an image gives is the task's choice (:mod:`amodal_lightning.tasks`): for the layer task
+(the default) one sample per layer plus the terminal empty-mask sample, as in SAS; for the instance task one crop
+per object, cut from the image at its own resolution. Scaling to a network's input convention (SAS's raw 0..255
+RGB, or [-1, 1]) is the model's job, not the data's. Splits are by image
 id, so no image has layers in two splits. Generated scenes (``source="synthetic"``) come from fixed, disjoint
 index ranges per split, made in memory at setup: nothing to download, and the validation and test scenes stay the
 same whatever the training set size. SAS roots (``source="sas"``) are split by a seeded shuffle of their ids.
@@ -34,23 +28,20 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from amodal_lightning.data import sas_folders
+from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, SPATIAL_KEYS, TARGET
 from amodal_lightning.data.datasets import (
     BATCH_KEYS,
-    IMAGE,
-    IMAGE_ID,
-    LAYER,
-    OCCLUSION,
-    TARGET,
     ImageCollection,
     InMemoryImages,
-    LayerDataset,
     LayeredImage,
     NoiseMixingSampler,
     SasImages,
+    TaskDataset,
 )
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import IDENTITY, ORIENTATION_SETS, check_orientations, orient
+from amodal_lightning.tasks import build_task
 
 __all__ = [
     "BATCH_KEYS",
@@ -144,6 +135,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             instead of refusing the root.
         augment_orientations: each training sample is seen in an orientation drawn uniformly from this set
             (:mod:`amodal_lightning.orientations`): ``"identity"`` (as it is, SAS), ``"mirror"`` or ``"dihedral"``.
+        task: the task's config (``name`` and its options, see :mod:`amodal_lightning.tasks`): which samples an
+            image gives; None is the layer task. ``front_layer_repeats`` applies to the layer task only.
     """
 
     def __init__(
@@ -165,9 +158,11 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         validate_files: bool = False,
         skip_bad_samples: bool = False,
         augment_orientations: str = IDENTITY,
+        task: dict | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # The task is the module's hyperparameter (saved with the checkpoint); logged once, from there.
+        self.save_hyperparameters(ignore=["task"])
         if source not in SOURCES:
             raise ConfigError(f"data.source: unknown source {source!r}; expected one of {list(SOURCES)}")
         if source == "sas" and not root:
@@ -187,6 +182,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
                 "[0, 1] summing to at most 1"
             )
         check_orientations(augment_orientations, "data.augment_orientations")
+        task = {key: value for key, value in dict(task or {}).items() if key != "convention"}
+        self.task = build_task(**task, image_size=int(image_size))
         self.source = source
         self.augment_orientations = augment_orientations
         self.image_size = int(image_size)
@@ -210,7 +207,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.per_device_batch_size = self.batch_size
         self._collections: dict[str, ImageCollection] = {}
         self._sas_splits: dict[str, list[sas_folders.ImageRecord]] | None = None
-        self._noise: LayerDataset | None = None
+        self._noise: TaskDataset | None = None
 
     def _synthetic_config(self, synthetic: dict) -> tuple[dict[str, int], SceneGenerator | None]:
         """Split sizes and the scene generator from ``data.synthetic``; unknown keys are errors."""
@@ -281,8 +278,17 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             if self.source == "synthetic":
                 self._collections[split] = self._synthetic_split(split)
             else:
-                self._collections[split] = SasImages(self.root, self._sas_split_records()[split], self.image_size)
+                self._collections[split] = SasImages(self.root, self._sas_split_records()[split], self._load_size)
         return self._collections[split]
+
+    @property
+    def _load_size(self) -> int | None:
+        """Size images are loaded at: the model's for whole-image tasks; their own for tasks that crop objects."""
+        return None if self.task.crops_objects else self.image_size
+
+    def _task_dataset(self, split: str) -> TaskDataset:
+        repeats = self.front_layer_repeats if not self.task.crops_objects else 1
+        return TaskDataset(self._collection(split), self.task, repeats if split == "train" else 1)
 
     def _synthetic_split(self, split: str) -> InMemoryImages:
         offset = SPLITS.index(split) * SYNTHETIC_SPLIT_STRIDE
@@ -337,13 +343,13 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         """Images held out for a fraction: rounded, but at least one when the fraction is positive."""
         return max(1, round(total * fraction)) if fraction > 0 and total else 0
 
-    def _noise_dataset(self) -> LayerDataset | None:
+    def _noise_dataset(self) -> TaskDataset | None:
         """The noise samples, indexed once; None when noise is off."""
         if self.noise_rate <= 0:
             return None
         if self._noise is None:
             records = self._index(self.noise_root)
-            self._noise = LayerDataset(SasImages(self.noise_root, records, self.image_size))
+            self._noise = TaskDataset(SasImages(self.noise_root, records, self._load_size), self.task)
         return self._noise
 
     # ------------------------------------------------------------------------------------------ loaders
@@ -361,7 +367,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training samples, a ``noise_rate`` fraction of them drawn from the noise folders."""
-        clean = LayerDataset(self._collection("train"), self.front_layer_repeats)
+        clean = self._task_dataset("train")
         if len(clean) == 0:
             raise DataError(f"{self.root or 'data.synthetic.num_train'}: the training split is empty")
         noise = self._noise_dataset()
@@ -372,22 +378,23 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Validation samples in a fixed order."""
-        return self._loader(LayerDataset(self._collection("val")))
+        return self._loader(self._task_dataset("val"))
 
     def test_dataloader(self) -> DataLoader:
         """Test samples in a fixed order."""
-        return self._loader(LayerDataset(self._collection("test")))
+        return self._loader(self._task_dataset("test"))
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """Turn each training sample (image, occlusion and target together) to a random orientation, on the
-        device the batch is on; validation and test batches stay as they are."""
+        """Turn each training sample (all its maps together) to a random orientation, on the device the batch is
+        on; validation and test batches stay as they are."""
         trainer = self.trainer
         if self.augment_orientations == IDENTITY or trainer is None or not trainer.training:
             return batch
         size = len(ORIENTATION_SETS[self.augment_orientations])
         chosen = torch.randint(size, (batch[IMAGE].shape[0],))
-        for key in (IMAGE, OCCLUSION, TARGET):
-            batch[key] = orient(batch[key], self.augment_orientations, chosen, "data.augment_orientations")
+        for key in SPATIAL_KEYS:
+            if key in batch:
+                batch[key] = orient(batch[key], self.augment_orientations, chosen, "data.augment_orientations")
         return batch
 
     # ----------------------------------------------------------------------------------- whole images

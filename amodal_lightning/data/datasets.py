@@ -1,103 +1,80 @@
-"""Torch-side samples: image collections, the per-(image, layer) Dataset, and the noise-mixing sampler.
+"""Torch-side samples: image collections, the Dataset of a task's samples, and the noise-mixing sampler.
 
-A sample is a dict of the canonical batch format documented in :mod:`amodal_lightning.data.datamodule`; the key
-names are the constants below. Collections hold whole images (:class:`LayeredImage`), either in memory (generated
-scenes) or lazily on disk (SAS folders), and :class:`LayerDataset` turns them into one sample per image and layer,
-each image's terminal empty layer included.
+Collections hold whole images (:class:`~amodal_lightning.data.record.LayeredImage`), either in memory (generated
+scenes) or lazily on disk (SAS folders, per-object folders); a task (:mod:`amodal_lightning.tasks`) says how many
+samples each image gives and makes them, and :class:`TaskDataset` flattens that into one index. Samples are dicts
+in the batch format of :mod:`amodal_lightning.batch`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, TARGET
 from amodal_lightning.data import sas_folders
-from amodal_lightning.data.scenes import Scene
+from amodal_lightning.data.record import LayeredImage
 
-IMAGE = "image"
-OCCLUSION = "occlusion"
-TARGET = "target"
-LAYER = "layer"
-IMAGE_ID = "image_id"
 BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
-PIXEL_MAX = 255.0
 
 
-@dataclass(frozen=True, eq=False)
-class LayeredImage:
-    """A whole image and its ordered layers: what sequential prediction and evaluation walk through.
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (H,W,3) -> canonical float RGB (3,H,W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(PIXEL_MAX)
 
-    ``image`` uint8 (H,W,3); ``layers`` bool (K,H,W), front layer first, terminal empty layer not included.
-    Per-instance ground truth, where known (generated scenes, or SAS roots written with instances): ``amodal`` and
-    ``visible`` bool (N,H,W), ``instance_layer`` int64 (N,), ``depth_order`` int64 (N,) object indices from the
-    front; all None otherwise.
-    """
 
-    image_id: str
-    image: np.ndarray
-    layers: np.ndarray
-    amodal: np.ndarray | None = None
-    visible: np.ndarray | None = None
-    instance_layer: np.ndarray | None = None
-    depth_order: np.ndarray | None = None
-
-    @property
-    def num_layers(self) -> int:
-        """Number of non-empty layers K; the image gives K + 1 training samples."""
-        return len(self.layers)
-
-    def occlusion(self, layer: int) -> np.ndarray:
-        """Cumulative occlusion mask of ``layer``: union of the layers before it, bool (H,W)."""
-        return self.layers[:layer].any(axis=0) if layer else np.zeros(self.image.shape[:2], dtype=bool)
-
-    def target(self, layer: int) -> np.ndarray:
-        """Mask of ``layer``, empty for the terminal layer K: bool (H,W)."""
-        return self.layers[layer] if layer < self.num_layers else np.zeros(self.image.shape[:2], dtype=bool)
-
-    @classmethod
-    def from_scene(cls, image_id: str, scene: Scene) -> LayeredImage:
-        """A generated scene with all its ground truth."""
-        return cls(
-            image_id=image_id,
-            image=scene.image,
-            layers=scene.layer_masks(),
-            amodal=scene.amodal,
-            visible=scene.visible,
-            instance_layer=scene.layer,
-            depth_order=scene.depth_order,
-        )
+def mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """bool mask (H,W) -> canonical float mask (1,H,W) in {0, 1}."""
+    return torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)
 
 
 def to_sample(image: np.ndarray, occlusion: np.ndarray, target: np.ndarray, layer: int, image_id: str) -> dict:
     """Numpy arrays of one sample -> the canonical sample dict (tensors; batched by the default collate)."""
     return {
-        IMAGE: torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(PIXEL_MAX),
-        OCCLUSION: torch.from_numpy(np.ascontiguousarray(occlusion)).float().unsqueeze(0),
-        TARGET: torch.from_numpy(np.ascontiguousarray(target)).float().unsqueeze(0),
+        IMAGE: image_tensor(image),
+        OCCLUSION: mask_tensor(occlusion),
+        TARGET: mask_tensor(target),
         LAYER: torch.tensor(layer, dtype=torch.int64),
         IMAGE_ID: image_id,
     }
 
 
 class ImageCollection(Sequence):
-    """Images of one split: indexable as :class:`LayeredImage`, and able to load a single (image, layer) sample."""
+    """Images of one split, indexable as :class:`LayeredImage` (loaded on access for sources on disk).
+
+    The counts are cheap (read from an index, no mask decoded), so a task can size its dataset at setup.
+    :meth:`layer_sample` builds from the whole record by default; a source that can load one layer alone (SAS
+    folders) overrides it.
+    """
 
     def image_id(self, index: int) -> str:
         """Id of image ``index``."""
         raise NotImplementedError
 
-    def num_samples(self, index: int) -> int:
-        """Samples of image ``index``: its layers plus the terminal one."""
+    def num_layers(self, index: int) -> int:
+        """Non-empty layers K of image ``index`` (0 when its depth order is unknown)."""
         raise NotImplementedError
 
-    def sample(self, index: int, layer: int) -> dict:
-        """The canonical sample dict of layer ``layer`` of image ``index``."""
+    def num_objects(self, index: int) -> int:
+        """Objects of image ``index`` with per-object masks (0 when the source has none)."""
         raise NotImplementedError
+
+    def has_layers(self, index: int) -> bool:
+        """Whether image ``index``'s layers are known (its objects' depth order is; else the layer task skips it)."""
+        return True
+
+    def layer_sample(self, index: int, layer: int) -> dict:
+        """The sample of layer ``layer`` (``0 .. K``, K the terminal empty layer) of image ``index``."""
+        image = self[index]
+        return to_sample(image.image, image.occlusion(layer), image.target(layer), layer, image.image_id)
+
+    def num_samples(self, index: int) -> int:
+        """Layer samples of image ``index``: its layers plus the terminal one."""
+        return self.num_layers(index) + 1
 
 
 class InMemoryImages(ImageCollection):
@@ -115,12 +92,14 @@ class InMemoryImages(ImageCollection):
     def image_id(self, index: int) -> str:
         return self.images[index].image_id
 
-    def num_samples(self, index: int) -> int:
-        return self.images[index].num_layers + 1
+    def num_layers(self, index: int) -> int:
+        return self.images[index].num_layers
 
-    def sample(self, index: int, layer: int) -> dict:
-        image = self.images[index]
-        return to_sample(image.image, image.occlusion(layer), image.target(layer), layer, image.image_id)
+    def num_objects(self, index: int) -> int:
+        return self.images[index].num_objects
+
+    def has_layers(self, index: int) -> bool:
+        return self.images[index].layers is not None
 
 
 class SasImages(ImageCollection):
@@ -153,42 +132,55 @@ class SasImages(ImageCollection):
     def image_id(self, index: int) -> str:
         return self.records[index].image_id
 
-    def num_samples(self, index: int) -> int:
-        return len(self.records[index].folders)
+    def num_layers(self, index: int) -> int:
+        return len(self.records[index].folders) - 1
 
-    def sample(self, index: int, layer: int) -> dict:
+    def num_objects(self, index: int) -> int:
+        # SAS folders hold no objects; the instances file beside the root does, where it was written.
+        instances = sas_folders.read_instances(self.root, self.records[index].image_id)
+        return 0 if instances is None else len(instances["visible"])
+
+    def layer_sample(self, index: int, layer: int) -> dict:
         record = self.records[index]
         image, occlusion, target = sas_folders.load_layer(record, layer, self.image_size)
         return to_sample(image, occlusion, target, layer, record.image_id)
 
 
-class LayerDataset(Dataset):
-    """One sample per (image, layer) of a collection, each image's terminal empty layer included (as in SAS).
+class TaskDataset(Dataset):
+    """Every sample a task makes of a collection's images, in one flat index: image by image, in the task's order.
 
-    ``front_layer_repeats`` > 1 lists each image's layer-0 sample that many times (SAS: once): layer 0 decides
-    every later layer of sequential inference, so a recipe can spend more of its steps on it.
+    ``front_repeats`` > 1 lists each image's first sample that many times (for the layer task: layer 0, which
+    decides every later layer of sequential inference, so a recipe can spend more of its steps on it).
     """
 
-    def __init__(self, images: ImageCollection, front_layer_repeats: int = 1):
+    def __init__(self, images: ImageCollection, task=None, front_repeats: int = 1):
+        from amodal_lightning.tasks import SequentialLayersTask
+
         self.images = images
-        counts = np.array([images.num_samples(i) for i in range(len(images))], dtype=np.int64)
+        self.task = task if task is not None else SequentialLayersTask()
+        counts = np.array([self.task.num_samples(images, i) for i in range(len(images))], dtype=np.int64)
         image_index = np.repeat(np.arange(len(images)), counts)
-        # Layer of each flat sample: its position within its image's run of samples.
+        # Position of each flat sample within its image's run of samples.
         starts = np.repeat(np.cumsum(counts) - counts, counts)
-        layer = np.arange(len(image_index)) - starts
-        extra = np.flatnonzero(layer == 0).repeat(front_layer_repeats - 1)
+        within = np.arange(len(image_index)) - starts
+        extra = np.flatnonzero(within == 0).repeat(front_repeats - 1)
         self._image_index = np.concatenate([image_index, image_index[extra]])
-        self._layer = np.concatenate([layer, layer[extra]])
+        self._within = np.concatenate([within, within[extra]])
 
     def __len__(self) -> int:
         return len(self._image_index)
 
     def __getitem__(self, index: int) -> dict:
-        return self.images.sample(int(self._image_index[index]), int(self._layer[index]))
+        return self.task.sample(self.images, int(self._image_index[index]), int(self._within[index]))
 
     def image_ids(self) -> set[str]:
         """Ids of the images this dataset draws from."""
         return {self.images.image_id(i) for i in range(len(self.images))}
+
+
+def LayerDataset(images: ImageCollection, front_layer_repeats: int = 1) -> TaskDataset:  # noqa: N802 - a shorthand
+    """One sample per (image, layer), each image's terminal empty layer included (as in SAS)."""
+    return TaskDataset(images, None, front_layer_repeats)
 
 
 class NoiseMixingSampler(Sampler[int]):

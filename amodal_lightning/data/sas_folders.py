@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from amodal_lightning.errors import DataError
+from amodal_lightning.masks import IMAGE_RESAMPLE, MASK_FOREGROUND, MASK_RESAMPLE, resize_masks  # noqa: F401 - re-exported
 
 IMAGE_FILE = "image.png"
 MASK_FILE = "mask.png"
@@ -45,10 +46,6 @@ INSTANCE_ARRAYS = ("amodal", "visible", "layer", "depth_order")
 INSTANCE_MASK_ARRAYS = ("amodal", "visible")
 
 FOLDER_NAME = re.compile(r"^(?P<image_id>.+)_(?P<layer>\d+)$")
-MASK_FOREGROUND = 255
-# Bilinear keeps photographs smooth when resizing; masks must stay binary, hence nearest neighbour for them.
-IMAGE_RESAMPLE = Image.Resampling.BILINEAR
-MASK_RESAMPLE = Image.Resampling.NEAREST
 # How many distinct values of a non-binary mask the error message lists.
 MAX_VALUES_SHOWN = 8
 # Scanning a root is one stat per file (and a decode with deep=True). Threads overlap them: a little faster on a
@@ -130,17 +127,6 @@ def _binary_mask(path: Path) -> np.ndarray:
         shown = ", ".join(str(v) for v in found[:MAX_VALUES_SHOWN]) + (", ..." if len(found) > MAX_VALUES_SHOWN else "")
         raise DataError(f"{path}: expected a binary mask (values 0/255 or 0/1), found values [{shown}]")
     return values != 0
-
-
-def resize_masks(masks: np.ndarray, size: int | None) -> np.ndarray:
-    """Resize bool masks (..., H, W) to ``size`` x ``size`` with nearest neighbour, so they stay binary."""
-    if size is None or masks.shape[-2:] == (size, size):
-        return masks
-    resized = np.zeros((*masks.shape[:-2], size, size), dtype=bool)
-    for source, out in zip(masks.reshape(-1, *masks.shape[-2:]), resized.reshape(-1, size, size)):
-        img = Image.fromarray(source.astype(np.uint8) * MASK_FOREGROUND)
-        out[...] = np.asarray(img.resize((size, size), MASK_RESAMPLE)) != 0
-    return resized
 
 
 def load_mask(path: str | Path, size: int | None = None, expected_shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 
 from amodal_lightning.data import sas_folders
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.masks import assign_layers, union_by_layer, visible_masks  # noqa: F401 - re-exported
 
 SHAPES = ("ellipse", "rectangle", "polygon", "star", "ring")
 TEXTURES = ("solid", "stripes", "checker", "gradient", "noise")
@@ -91,43 +92,6 @@ class Scene:
     def layer_masks(self) -> np.ndarray:
         """Union of the amodal masks of each layer: bool (K,H,W), front layer first."""
         return union_by_layer(self.amodal, self.layer)
-
-
-def union_by_layer(amodal: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Union of the amodal masks ``(N,H,W)`` of the objects of each layer ``0 .. max(layer)``: bool (K,H,W)."""
-    num_layers = int(layer.max()) + 1 if len(layer) else 0
-    masks = np.zeros((num_layers, *amodal.shape[1:]), dtype=bool)
-    for k in range(num_layers):
-        masks[k] = amodal[layer == k].any(axis=0)
-    return masks
-
-
-def assign_layers(amodal: np.ndarray, depth_order: Iterable[int]) -> np.ndarray:
-    """SAS layer of each object: 0 if no object in front overlaps it, else 1 + the deepest overlapping layer.
-
-    ``amodal`` bool (N,H,W); ``depth_order`` object indices from the front. Returns int64 (N,).
-    """
-    order = list(depth_order)
-    flat = amodal.reshape(len(amodal), -1)
-    layer = np.zeros(len(amodal), dtype=np.int64)
-    for rank, obj in enumerate(order):
-        in_front = order[:rank]
-        if not in_front:
-            continue
-        overlapping = [j for j in in_front if np.any(flat[j] & flat[obj])]
-        if overlapping:
-            layer[obj] = 1 + max(layer[j] for j in overlapping)
-    return layer
-
-
-def visible_masks(amodal: np.ndarray, depth_order: Iterable[int]) -> np.ndarray:
-    """Visible part of each amodal mask given the depth order (objects in front hide those behind): bool (N,H,W)."""
-    visible = np.zeros_like(amodal, dtype=bool)
-    covered = np.zeros(amodal.shape[1:], dtype=bool)
-    for obj in depth_order:
-        visible[obj] = amodal[obj] & ~covered
-        covered |= amodal[obj]
-    return visible
 
 
 def _two_tone_colours(rng: np.random.Generator, hue: float, saturation, value) -> tuple[np.ndarray, np.ndarray]:
