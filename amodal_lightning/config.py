@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from hydra.errors import CompactHydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from amodal_lightning.errors import AmodalError
+from amodal_lightning.errors import AmodalError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,27 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
 def to_container(cfg: DictConfig) -> dict:
     """The fully resolved config as plain Python containers (what is saved beside checkpoints)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+
+
+TASK_GROUP = "task"
+MODEL_TASK_KEY = "model.module.task"
+
+
+def resolve_task(cfg: DictConfig) -> dict:
+    """Put the ``task`` group's settings where the module and the data module read them (in place), so the saved
+    run config shows what both used; returns them. The model's own ``model.module.task`` keeps the input
+    convention; a task name set there instead of in the group is refused in one line."""
+    task = OmegaConf.to_container(cfg.get(TASK_GROUP) or {}, resolve=True)
+    model_task = cfg.model.module.get("task") or {}
+    if "name" in model_task and model_task.name != task.get("name", model_task.name):
+        raise ConfigError(
+            f"{MODEL_TASK_KEY}.name={model_task.name}: the task is chosen with task=<name> now "
+            f"(task={task.get('name')} is set)"
+        )
+    with open_dict(cfg):
+        cfg.model.module.task = OmegaConf.merge(model_task, task)
+        cfg.data.task = task
+    return task
 
 
 def _user_error_message(exc: BaseException) -> str | None:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
-from amodal_lightning.config import config_dir, in_multirun, to_container, user_errors_as_one_line
+from amodal_lightning.config import config_dir, in_multirun, resolve_task, to_container, user_errors_as_one_line
 from amodal_lightning.hardware import check_hardware
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     # Impossible device/precision requests fail here in one line, before any data or model is built.
     check_hardware(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
+    resolve_task(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     module = instantiate(cfg.model.module, _convert_="all")
     callbacks = _instantiate_group(cfg.get("callbacks"))

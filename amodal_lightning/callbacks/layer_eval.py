@@ -96,6 +96,8 @@ class LayerEvaluation(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.datamodule is None or not self._due(trainer.global_step):
             return
+        if pl_module.task.crops_objects:
+            return  # a per-object model: the instance panel callback shows it
         self.last_step = trainer.global_step
         subset = trainer.datamodule.panel_scenes(self.num_images)
         if not subset:

@@ -71,7 +71,7 @@ class AmodalDiffusionModule(L.LightningModule):
         self.performance = _performance_options(performance)
         self.task = build_task(**task)
         self.self_condition = _self_condition_rate(self_condition)
-        _check_input_channels(unet, self.task, self.self_condition)
+        unet = _with_input_channels(unet, self.task, self.self_condition)
         self.net = UNetModel(**unet)
         self.diffusion = build_diffusion(**diffusion)
         self.validation_cfg = {"sample_steps": 25, "sampler": "ddim", "eta": 0.0, "num_batches": 1, "seed": 0}
@@ -272,13 +272,17 @@ def _self_condition_rate(value) -> float:
     return float(value)
 
 
-def _check_input_channels(unet: dict, task, self_condition: float) -> None:
-    """The network must take what the task feeds it: conditioning, noisy target and, if on, the estimate."""
+def _with_input_channels(unet: dict, task, self_condition: float) -> dict:
+    """The network must take what the task feeds it: conditioning, noisy target and, if on, the estimate.
+    ``in_channels`` null is exactly that; a number that differs is a one-line config error."""
     expected = task.conditioning_channels + task.target_channels * (2 if self_condition else 1)
     given = unet.get("in_channels")
+    if given is None:
+        return {**unet, "in_channels": expected}
     if given != expected:
         what = "conditioning + noisy target" + (" + self-conditioning estimate" if self_condition else "")
         raise ConfigError(
             f"model.module.unet.in_channels={given}: the {task.name} task feeds {expected} channels ({what}); "
-            f"set in_channels={expected}"
+            f"set in_channels={expected} (or null)"
         )
+    return unet

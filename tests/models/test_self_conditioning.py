@@ -92,9 +92,12 @@ def build_module(tmp_path, *overrides):
 
 def test_the_network_must_take_the_estimate_channel(tmp_path):
     with pytest.raises(ConfigError, match=r"in_channels=5: .* feeds 6 channels .*set in_channels=6"):
-        build_module(tmp_path, "++model.module.self_condition=0.5")
+        build_module(tmp_path, "++model.module.self_condition=0.5", "model.module.unet.in_channels=5")
     with pytest.raises(ConfigError, match=r"in_channels=6: .* feeds 5 channels"):
         build_module(tmp_path, "model.module.unet.in_channels=6")
+    # null (the quickstart's) is what the task feeds, with or without the estimate.
+    assert build_module(tmp_path).net.input_blocks[0][0].in_channels == 5 * 2 * 2
+    assert build_module(tmp_path, "++model.module.self_condition=0.5").net.input_blocks[0][0].in_channels == 6 * 2 * 2
 
 
 @pytest.mark.parametrize("value", [1.5, -0.1, "yes", True])
