@@ -1,8 +1,10 @@
 """Evaluate a checkpoint: ``python -m amodal_lightning.evaluate ckpt_path=PATH [data=sas data.root=DIR]``.
 
 A thin Hydra entry point: load the checkpoint, pick the data (the checkpoint's own, or a named data group), run
-:class:`~amodal_lightning.inference.evaluation.LayerEvaluator` over the split at the data's own resolution, print
-the metrics table with its two reference rows, and write ``metrics.json`` and ``per_image.csv``.
+the evaluator of the checkpoint's task over the split at the data's own resolution, print the metrics table with
+its reference rows, and write ``metrics.json`` and a per-image (layer task,
+:class:`~amodal_lightning.inference.evaluation.LayerEvaluator`) or per-object (instance task,
+:class:`~amodal_lightning.inference.instance_evaluation.InstanceEvaluator`) CSV.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from amodal_lightning.config import config_dir, to_container, user_errors_as_one
 from amodal_lightning.data.datasets import ImageCollection, SasImages
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table, write_rows
+from amodal_lightning.inference.instance import InstanceInference
+from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
+from amodal_lightning.instance_metrics import format_instance_table
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
+PER_OBJECT_FILE = "per_object.csv"
+# Whole images handed to the per-object evaluator at once (its passes hold inference.batch_size objects).
+IMAGES_PER_UPDATE = 32
 TARGET_KEY = "_target_"
 # Keys evaluate.yaml itself puts under `data` (for a named group); anything else needs a named group.
 EVALUATE_DATA_KEYS = {"val_fraction", "test_fraction"}
@@ -48,6 +56,11 @@ def data_config(cfg: DictConfig, run_config: dict) -> dict:
     return dict(run_config["data"])
 
 
+def task_config(module) -> dict:
+    """The checkpoint's task settings as the data module takes them (the input convention is the model's)."""
+    return {key: value for key, value in dict(module.hparams["task"]).items() if key != "convention"}
+
+
 def native_resolution(collection: ImageCollection) -> ImageCollection:
     """The same images at their own resolution: SAS images unresized (generated scenes already are)."""
     if isinstance(collection, SasImages):
@@ -60,9 +73,10 @@ def evaluate(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
-    inference = SequentialInference(loaded.module, InferenceConfig.from_mapping(to_container(cfg.inference)))
+    settings = InferenceConfig.from_mapping(to_container(cfg.inference))
     cfg.model.image_size = loaded.image_size
     data = data_config(cfg, loaded.run_config)
+    data["task"] = task_config(loaded.module)
     datamodule = instantiate(OmegaConf.create(data), _convert_="all")
     collection = native_resolution(datamodule.scenes(cfg.split))
     count = len(collection) if cfg.num_images is None else min(int(cfg.num_images), len(collection))
@@ -71,24 +85,20 @@ def evaluate(cfg: DictConfig) -> dict:
             f"split={cfg.split}: no image to evaluate in {data.get('root') or data.get('source')} "
             "(check data.val_fraction / data.test_fraction, or choose another split)"
         )
-    max_true = max(collection.num_samples(i) - 1 for i in range(count))
-    evaluator = LayerEvaluator(inference, loaded.image_size, max_true, teacher_forced=bool(cfg.teacher_forced))
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    log.info("Evaluating %d image(s) of split %s on %s", count, cfg.split, device)
-    rows = []
-    batch_size = inference.config.batch_size
-    for start in range(0, count, batch_size):
-        images = [collection[i] for i in range(start, min(start + batch_size, count))]
-        rows += [result.row() for result in evaluator.update(images, generator)]
-    metrics = evaluator.compute()
-    print(format_table(metrics))
+    if loaded.module.task.crops_objects:
+        metrics, rows = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed))
+        rows_file = PER_OBJECT_FILE
+    else:
+        metrics, rows = _evaluate_layers(loaded, settings, collection, count, cfg)
+        rows_file = PER_IMAGE_FILE
     report = {
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
+        "task": loaded.module.task.name,
         "data": data,
         "split": cfg.split,
         "device": str(device),
-        "inference": inference.config.as_dict(),
-        "teacher_forced": bool(cfg.teacher_forced),
+        "inference": settings.as_dict(),
+        "teacher_forced": bool(cfg.teacher_forced) and not loaded.module.task.crops_objects,
         "seed": int(cfg.seed),
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 3),
@@ -96,9 +106,46 @@ def evaluate(cfg: DictConfig) -> dict:
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
-    write_rows(output / PER_IMAGE_FILE, rows)
-    log.info("Wrote %s and %s", output / METRICS_FILE, output / PER_IMAGE_FILE)
+    write_rows(output / rows_file, rows)
+    log.info("Wrote %s and %s", output / METRICS_FILE, output / rows_file)
     return report
+
+
+def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed: int) -> tuple[dict, list[dict]]:
+    """The instance task's rows over the first ``count`` images; prints their table."""
+    inference = InstanceInference(loaded.module, settings, loaded.image_size)
+    if not any(collection.num_objects(i) for i in range(count)):
+        raise DataError(
+            f"{data.get('root') or data.get('source')}: no per-object visible masks to evaluate a per-object "
+            "(task=instance) model on"
+        )
+    evaluator = InstanceEvaluator(inference)
+    generator = torch.Generator().manual_seed(seed)
+    log.info("Evaluating the objects of %d image(s) on %s", count, inference.device)
+    rows = []
+    for start in range(0, count, IMAGES_PER_UPDATE):
+        images = [collection[i] for i in range(start, min(start + IMAGES_PER_UPDATE, count))]
+        rows += evaluator.update(images, generator)[1]
+    metrics = evaluator.compute()
+    print(format_instance_table(metrics))
+    return metrics, rows
+
+
+def _evaluate_layers(loaded, settings, collection, count: int, cfg: DictConfig) -> tuple[dict, list[dict]]:
+    """The layer task's rows over the first ``count`` images; prints their table."""
+    inference = SequentialInference(loaded.module, settings)
+    max_true = max(collection.num_samples(i) - 1 for i in range(count))
+    evaluator = LayerEvaluator(inference, loaded.image_size, max_true, teacher_forced=bool(cfg.teacher_forced))
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    log.info("Evaluating %d image(s) of split %s on %s", count, cfg.split, inference.device)
+    rows = []
+    batch_size = inference.config.batch_size
+    for start in range(0, count, batch_size):
+        images = [collection[i] for i in range(start, min(start + batch_size, count))]
+        rows += [result.row() for result in evaluator.update(images, generator)]
+    metrics = evaluator.compute()
+    print(format_table(metrics))
+    return metrics, rows
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")

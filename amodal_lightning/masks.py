@@ -195,6 +195,11 @@ def crop_masks(masks: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     return resize_masks(np.moveaxis(crop_array(np.moveaxis(masks, 0, -1), box), -1, 0), size)
 
 
+def crop_map(values: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """A float map (H,W) -> the box resized bilinearly to (size, size)."""
+    return resize_maps_to(crop_array(np.asarray(values, dtype=np.float32), box)[None], (size, size))[0]
+
+
 def paste_maps(maps: np.ndarray, box: CropBox, shape: tuple[int, int]) -> np.ndarray:
     """Model-size float maps (K, S, S) of a crop -> float32 (K, H, W) in the image, bilinearly resized to the box;
     zero outside it. The inverse of :func:`crop_masks` for soft values."""

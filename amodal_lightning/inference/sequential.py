@@ -29,7 +29,8 @@ from amodal_lightning.inference.ensemble import (
     check_rule,
     combine,
 )
-from amodal_lightning.inference.views import IDENTITY, check_views, from_member_views, to_member_views
+from amodal_lightning.inference.members import sample_members
+from amodal_lightning.inference.views import IDENTITY, check_views
 
 # SAS's defaults: 3 samples per layer, at most 5 layers.
 DEFAULT_ENSEMBLE_SIZE = 3
@@ -158,29 +159,11 @@ class SequentialInference:
         return next(self.module.parameters()).device
 
     # ---------------------------------------------------------------------------------------------- one layer
-    @torch.no_grad()
     def _sample_members(
         self, image: torch.Tensor, occlusion: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Binarised and continuous (1 = foreground) members (B,N,H,W) of one ensemble per image."""
-        cfg, task = self.config, self.module.task
-        members = cfg.ensemble_size
-        conditioning = task.conditioning(image, occlusion).repeat_interleave(members, dim=0)
-        conditioning = to_member_views(conditioning, cfg.views, members)
-        batch, height, width = image.shape[0], image.shape[2], image.shape[3]
-        raw = self.module.sampling_diffusion(cfg.steps).sample(
-            self.module.denoiser(conditioning),
-            (batch * members, task.target_channels, height, width),
-            sampler=cfg.sampler,
-            eta=cfg.eta,
-            generator=generator,
-            device=conditioning.device,
-        )
-        raw = from_member_views(raw, cfg.views, members)
-        convention = task.convention
-        binary = convention.binarize(raw).view(batch, members, height, width)
-        soft = ((raw - convention.mask_shift) / convention.mask_scale).view(batch, members, height, width)
-        return binary, soft
+        return sample_members(self.module, self.module.task.conditioning(image, occlusion), self.config, generator)
 
     @torch.no_grad()
     def sample_layer(

@@ -32,6 +32,8 @@ class InstanceTask:
         crop: crop around each object (true) or feed the whole image, resized (false).
         crop_factor: the crop's side over the longer side of the object's visible box.
         min_crop_size: least side of a crop in image pixels (tiny objects get some surroundings).
+        include_visible: the read-out amodal mask always contains the object's visible mask (the amodal mask is
+            the visible part plus the hidden part, by definition); false reads the model's mask alone.
     """
 
     name = "instance"
@@ -46,11 +48,14 @@ class InstanceTask:
         crop: bool = True,
         crop_factor: float = 2.0,
         min_crop_size: int = 8,
+        include_visible: bool = True,
     ):
         self.convention = get_convention(convention) if isinstance(convention, str) else convention
         self.image_size = image_size
         if not isinstance(occluder_context, bool):
             raise ConfigError(f"{TASK_KEY}.occluder_context={occluder_context!r}: expected true or false")
+        if not isinstance(include_visible, bool):
+            raise ConfigError(f"{TASK_KEY}.include_visible={include_visible!r}: expected true or false")
         if not isinstance(crop, bool):
             raise ConfigError(f"{TASK_KEY}.crop={crop!r}: expected true or false")
         if isinstance(crop_factor, bool) or not isinstance(crop_factor, (int, float)) or crop_factor < 1.0:
@@ -61,6 +66,7 @@ class InstanceTask:
         self.crop = crop
         self.crop_factor = float(crop_factor)
         self.min_crop_size = min_crop_size
+        self.include_visible = include_visible
 
     @property
     def conditioning_channels(self) -> int:
@@ -104,6 +110,11 @@ class InstanceTask:
         return self.object_sample(images[index], within)
 
     # ----------------------------------------------------------------------------------------- network
+    @property
+    def conditioning_keys(self) -> tuple[str, ...]:
+        """The batch keys the conditioning is made of."""
+        return (IMAGE, VISIBLE, OCCLUDERS) if self.occluder_context else (IMAGE, VISIBLE)
+
     def conditioning_from(self, batch: dict) -> torch.Tensor:
         """Network conditioning (B, C, S, S) of a canonical batch."""
         parts = [self.convention.image(batch[IMAGE]), self.convention.mask(batch[VISIBLE])]

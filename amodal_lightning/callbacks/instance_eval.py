@@ -1,0 +1,141 @@
+"""Per-object inference on a fixed validation subset during training: metrics, reference rows and a panel.
+
+Listed before the EMA callback, it runs at the end of a validation while the EMA weights are swapped in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from amodal_lightning.inference.evaluation import write_rows
+from amodal_lightning.inference.instance import InstanceInference
+from amodal_lightning.inference.instance_evaluation import InstanceEvaluator, scored_objects
+from amodal_lightning.inference.loading import model_image_size
+from amodal_lightning.inference.render_objects import ObjectCells, render_object_panel
+from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.masks import CropBox, crop_image, crop_map, crop_masks
+
+CONFIG_KEY = "callbacks.instance_panel"
+METRIC_PREFIX = "val_objects"
+PANEL_KEY = f"{METRIC_PREFIX}/panel"
+PER_OBJECT_KEY = f"{METRIC_PREFIX}/per_object"
+LAST = "last"
+
+
+class InstanceEvaluation(L.Callback):
+    """Every ``every_n_steps`` steps (at the next validation), completes the objects of the first ``num_images``
+    validation images, logs the metrics of the model and of the reference rows as ``val_objects/<row>/<metric>``,
+    and saves a panel (image crop, visible mask, predicted amodal, true amodal, uncertainty) of the first
+    ``panel_objects`` objects. Does nothing for a model of another task.
+
+    Files go to ``dirpath``: ``objects_step{step}.png`` and ``.csv`` (per-object rows), and ``objects_last.*``.
+    Loggers that take images and tables (W&B) receive the panel and the rows. With several processes, each
+    evaluates its share of the images and the metrics are synced; the panel shows the share of rank 0.
+
+    Args:
+        dirpath: folder of the panels and per-object tables.
+        num_images: size of the fixed validation subset.
+        panel_objects: rows of the panel.
+        every_n_steps: least number of steps between two runs; None runs at every validation.
+        sample_steps, sampler, ensemble_size: the inference settings (cheap by default).
+        batch_size: objects sampled together.
+        seed: seed of the sampling noise (the same noise at every run, so runs compare).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | Path,
+        num_images: int = 16,
+        panel_objects: int = 8,
+        every_n_steps: int | None = None,
+        sample_steps: int = 10,
+        sampler: str = "ddim",
+        ensemble_size: int = 3,
+        batch_size: int = 64,
+        seed: int = 0,
+    ):
+        self.dirpath = Path(dirpath)
+        self.num_images = int(num_images)
+        self.panel_objects = int(panel_objects)
+        self.every_n_steps = every_n_steps
+        self.seed = seed
+        self.config = InferenceConfig(
+            steps=sample_steps, sampler=sampler, ensemble_size=ensemble_size, batch_size=batch_size
+        )
+        self.last_step: int | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if pl_module.task.crops_objects:
+            self.config.check(pl_module.diffusion.num_timesteps, CONFIG_KEY)
+
+    def _due(self, step: int) -> bool:
+        if self.last_step is None:
+            return True
+        if step == self.last_step:
+            return False
+        return self.every_n_steps is None or step - self.last_step >= self.every_n_steps
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not pl_module.task.crops_objects or trainer.sanity_checking or trainer.datamodule is None:
+            return
+        if not self._due(trainer.global_step):
+            return
+        self.last_step = trainer.global_step
+        subset = trainer.datamodule.panel_scenes(self.num_images)
+        if not subset:
+            return
+        inference = InstanceInference(pl_module, self.config, model_image_size(pl_module), key=CONFIG_KEY)
+        evaluator = InstanceEvaluator(inference)
+        generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
+        was_training = pl_module.training
+        pl_module.eval()
+        mine = subset[trainer.global_rank :: trainer.world_size]
+        predictions, table = evaluator.update(mine, generator)
+        pl_module.train(was_training)
+        rows = evaluator.compute()
+        self.last_metrics = {
+            f"{METRIC_PREFIX}/{row}/{name}": value for row, metrics in rows.items() for name, value in metrics.items()
+        }
+        pl_module.log_dict(self.last_metrics, sync_dist=True)
+        if trainer.is_global_zero:
+            self.publish(trainer, mine, predictions, table, model_image_size(pl_module))
+
+    def publish(self, trainer: L.Trainer, images, predictions, table: list[dict], size: int) -> None:
+        """Save the panel and the per-object table, and send them to the loggers that take images and tables."""
+        step = trainer.global_step
+        cells = []
+        for image, prediction in zip(images, predictions):
+            for obj in scored_objects(image):
+                if len(cells) == self.panel_objects:
+                    break
+                box = prediction.boxes[obj]
+                cells.append(_cells(image, prediction, int(obj), box, size))
+        panel = render_object_panel(cells)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        for name in (f"step{step:07d}", LAST):
+            panel.save(self.dirpath / f"objects_{name}.png")
+            write_rows(self.dirpath / f"objects_{name}.csv", table)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=PANEL_KEY, images=[str(self.dirpath / f"objects_step{step:07d}.png")], step=step)
+            if hasattr(logger, "log_table") and table:
+                logger.log_table(
+                    key=PER_OBJECT_KEY, columns=list(table[0]), data=[list(r.values()) for r in table], step=step
+                )
+
+
+def _cells(image, prediction, obj: int, box: CropBox, size: int) -> ObjectCells:
+    """The panel cells of one object, cut from the image and the pasted-back prediction by the object's crop."""
+    truth = None if image.amodal is None else crop_masks(np.asarray(image.amodal[obj], dtype=bool), box, size)
+    return ObjectCells(
+        image=crop_image(image.image, box, size),
+        visible=crop_masks(np.asarray(image.visible[obj], dtype=bool), box, size),
+        predicted=crop_masks(prediction.amodal[obj], box, size),
+        truth=truth,
+        uncertainty=crop_map(prediction.uncertainty[obj], box, size),
+    )

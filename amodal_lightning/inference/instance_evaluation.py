@@ -1,0 +1,96 @@
+"""Evaluating per-object amodal completion on whole images, beside the reference rows.
+
+:class:`InstanceEvaluator` runs :class:`~amodal_lightning.inference.instance.InstanceInference` on images with
+per-object ground truth and accumulates :class:`~amodal_lightning.instance_metrics.InstanceMetrics` at each image's
+own resolution, for these rows:
+
+``vote``          the majority vote of the ``ensemble_size`` members (what a user gets; pix2gestalt's rule)
+``best_of_k``     per object, the member closest to the truth: an oracle choice, an upper bound of the ensemble
+``visible_mask``  the visible mask itself as the amodal mask (occluded-region IoU 0 by definition)
+``convex_hull``   the convex hull of the visible mask
+
+A model's numbers are only read beside the two reference rows. The training callback and ``evaluate`` share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.inference.instance import InstanceInference, ObjectPrediction
+from amodal_lightning.instance_metrics import (
+    BEST_OF_K,
+    CONVEX_HULL,
+    VISIBLE_MASK,
+    VOTE,
+    InstanceMetrics,
+    best_of_k,
+    convex_hull_masks,
+    object_rows,
+    object_scores,
+    visible_as_prediction,
+)
+
+ROWS = (VOTE, BEST_OF_K, VISIBLE_MASK, CONVEX_HULL)
+
+
+def scored_objects(image: LayeredImage) -> np.ndarray:
+    """Indices of the objects of ``image`` that can be scored: a non-empty amodal mask is known for them."""
+    if image.amodal is None or image.visible is None:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.asarray(image.amodal, dtype=bool).reshape(len(image.amodal), -1).any(1))
+
+
+class InstanceEvaluator:
+    """Accumulates the rows above over the images fed to :meth:`update`.
+
+    Args:
+        inference: the per-object inference to evaluate.
+        occlusion_edges: occlusion rates between the metrics' buckets (None: the metrics' defaults).
+    """
+
+    def __init__(self, inference: InstanceInference, occlusion_edges: Sequence[float] | None = None):
+        self.inference = inference
+        kwargs = {} if occlusion_edges is None else {"occlusion_edges": tuple(occlusion_edges)}
+        self.metrics = {row: InstanceMetrics(**kwargs) for row in ROWS}
+
+    @torch.no_grad()
+    def update(
+        self, images: Sequence[LayeredImage], generator: torch.Generator | None = None
+    ) -> tuple[list[ObjectPrediction], list[dict]]:
+        """Predict and score a batch of images; returns their predictions and one row per scored object."""
+        predictions = self.inference.predict(images, generator)
+        rows = []
+        for image, prediction in zip(images, predictions):
+            keep = scored_objects(image)
+            if not len(keep):
+                continue
+            amodal = torch.from_numpy(np.asarray(image.amodal, dtype=bool)[keep])
+            visible = torch.from_numpy(np.asarray(image.visible, dtype=bool)[keep])
+            vote = torch.from_numpy(prediction.amodal[keep])
+            members = torch.from_numpy(prediction.members[:, keep])
+            candidates = {
+                VOTE: vote,
+                BEST_OF_K: best_of_k(members, amodal),
+                VISIBLE_MASK: visible_as_prediction(visible),
+                CONVEX_HULL: convex_hull_masks(visible),
+            }
+            for row, pred in candidates.items():
+                self.metrics[row].update(pred, amodal, visible)
+            scores = object_scores(vote, amodal, visible)
+            for entry, obj in zip(object_rows(image.image_id, scores), keep):
+                entry["object"] = int(obj)
+                rows.append(entry)
+        return predictions, rows
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """Metrics of every row (synced across processes when several run)."""
+        return {row: metric.compute() for row, metric in self.metrics.items()}
+
+    def reset(self) -> None:
+        """Forget every image seen so far."""
+        for metric in self.metrics.values():
+            metric.reset()
