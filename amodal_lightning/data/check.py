@@ -1,9 +1,11 @@
-"""Check a SAS root: ``python -m amodal_lightning.data.check data=sas data.root=DIR [deep=true]``.
+"""Check a data root: ``python -m amodal_lightning.data.check data=sas|objects data.root=DIR [deep=true]``.
 
 Prints one line per malformed sample on stdout (``path: reason``, so ``> bad.txt`` keeps a clean list) and a
 summary per root on stderr; exits with status 1 when there is any problem, 2 for a bad config or a missing root.
-It runs the scanner that training runs at setup (:func:`~amodal_lightning.data.sas_folders.scan_sas_root`), so it
-reports exactly what training would refuse; ``deep=true`` also decodes every file.
+It runs the scanner of the layout that ``data.source`` names, the one training runs at setup
+(:func:`~amodal_lightning.data.sas_folders.scan_sas_root` for SAS folders,
+:func:`~amodal_lightning.data.object_folders.scan_object_root` for per-object folders), so it reports exactly what
+training would refuse; ``deep=true`` also decodes every file.
 """
 
 from __future__ import annotations
@@ -18,11 +20,27 @@ import hydra
 from omegaconf import DictConfig
 
 from amodal_lightning.config import config_dir, user_errors_as_one_line
-from amodal_lightning.data.sas_folders import scan_sas_root
+from amodal_lightning.data.object_folders import scan_object_root
+from amodal_lightning.data.sas_folders import RootScan, scan_sas_root
 from amodal_lightning.errors import ConfigError
 
 # Exit status when the check found malformed samples (2, a usage error, is left to bad configs).
 PROBLEMS_EXIT_CODE = 1
+SAS = "sas"
+OBJECTS = "objects"
+
+
+def _scan_sas(root: str | Path, require_masks: bool, deep: bool) -> RootScan:
+    return scan_sas_root(root, require_masks=require_masks, deep=deep)
+
+
+def _scan_objects(root: str | Path, require_masks: bool, deep: bool) -> RootScan:
+    # The masks an inference input may lack are the amodal ones: prediction needs only the visible masks.
+    return scan_object_root(root, require_amodal=require_masks, deep=deep)
+
+
+# The scanner of each data.source that lives in folders.
+SCANNERS = {SAS: _scan_sas, OBJECTS: _scan_objects}
 
 
 def check_roots(
@@ -30,17 +48,25 @@ def check_roots(
     *,
     deep: bool = False,
     require_masks: bool = True,
+    source: str = SAS,
     out: TextIO | None = None,
     summary_out: TextIO | None = None,
 ) -> int:
-    """Scan each root, write its problems to ``out`` (stdout) and its summary to ``summary_out`` (stderr); returns
-    the number of problems."""
+    """Scan each root in the layout of ``source`` (``"sas"`` or ``"objects"``), write its problems to ``out``
+    (stdout) and its summary to ``summary_out`` (stderr); returns the number of problems.
+
+    ``require_masks=False`` checks an inference root: SAS folders need only ``image.png``, per-object folders only
+    the visible masks.
+    """
+    if source not in SCANNERS:
+        raise ConfigError(f"data.source={source}: only {' and '.join(SCANNERS)} roots can be checked")
+    scanner = SCANNERS[source]
     out = out or sys.stdout
     summary_out = summary_out or sys.stderr
     total = 0
     for root in roots:
         start = time.perf_counter()
-        scan = scan_sas_root(root, require_masks=require_masks, deep=deep)
+        scan = scanner(root, require_masks, deep)
         for problem in scan.problems:
             print(problem, file=out)
         print(f"{root}: {scan.summary()}, checked in {time.perf_counter() - start:.1f} s", file=summary_out)
@@ -49,10 +75,11 @@ def check_roots(
 
 
 def roots_of(data: DictConfig) -> list[str]:
-    """The SAS roots a data config reads: ``data.root``, and ``data.noise_root`` when set."""
-    if data.get("source") != "sas":
+    """The roots a data config reads: ``data.root``, and ``data.noise_root`` when set (SAS noise folders)."""
+    if data.get("source") not in SCANNERS:
         raise ConfigError(
-            f"data.source={data.get('source')}: only SAS folders can be checked; pass data=sas data.root=DIR"
+            f"data.source={data.get('source')}: only SAS folders and per-object folders can be checked; pass "
+            "data=sas or data=objects with data.root=DIR"
         )
     return [str(root) for root in (data.root, data.get("noise_root")) if root]
 
@@ -61,7 +88,9 @@ def roots_of(data: DictConfig) -> list[str]:
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: check the configured roots and exit with status 1 when any sample is malformed."""
     with user_errors_as_one_line():
-        problems = check_roots(roots_of(cfg.data), deep=cfg.deep, require_masks=cfg.require_masks)
+        problems = check_roots(
+            roots_of(cfg.data), deep=cfg.deep, require_masks=cfg.require_masks, source=cfg.data.source
+        )
     if problems:
         sys.exit(PROBLEMS_EXIT_CODE)
 

@@ -102,15 +102,15 @@ def _resize(img: Image.Image, size: int | None, resample) -> Image.Image:
     return img if size is None or img.size == (size, size) else img.resize((size, size), resample)
 
 
-def _read_rgb(path: Path, size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+def read_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 (H,W,3) resized to ``size``, and the (height, width) the file has, which its masks must match."""
-    img = _open(path)
+    img = _open(Path(path))
     return np.array(_resize(img.convert("RGB"), size, IMAGE_RESAMPLE)), (img.height, img.width)
 
 
 def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """RGB image as uint8 (H,W,3), resized bilinearly to ``size`` x ``size`` when given."""
-    return _read_rgb(Path(path), size)[0]
+    return read_rgb(Path(path), size)[0]
 
 
 def _binary_mask(path: Path) -> np.ndarray:
@@ -158,7 +158,7 @@ def load_layer(record: ImageRecord, layer: int, size: int | None = None) -> tupl
     Masks are checked for binary values and for the size of their image; the terminal layer's mask must be empty.
     """
     folder = record.folders[layer]
-    image, shape = _read_rgb(folder / IMAGE_FILE, size)
+    image, shape = read_rgb(folder / IMAGE_FILE, size)
     occlusion = load_mask(folder / OCCLUSION_FILE, size, shape)
     target = load_mask(folder / MASK_FILE, size, shape)
     if layer == record.num_layers:
@@ -168,7 +168,7 @@ def load_layer(record: ImageRecord, layer: int, size: int | None = None) -> tupl
 
 def load_layers(record: ImageRecord, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A whole image and its ordered layer masks: ``(image uint8 (H,W,3), layers bool (K,H,W))``."""
-    image, shape = _read_rgb(record.folders[0] / IMAGE_FILE, size)
+    image, shape = read_rgb(record.folders[0] / IMAGE_FILE, size)
     height, width = image.shape[:2]
     layers = np.zeros((record.num_layers, height, width), dtype=bool)
     for layer in range(record.num_layers):
@@ -256,7 +256,7 @@ def _layer_folders(root: Path) -> tuple[dict[str, dict[int, str]], list[Problem]
     return layers_of, problems, num_folders
 
 
-def _file_problem(path: str) -> str | None:
+def file_problem(path: str) -> str | None:
     """Why a required file is unusable without decoding it (missing, not a file, empty), or None."""
     try:
         status = os.stat(path)
@@ -287,7 +287,7 @@ def _layout_problems(root: Path, image_id: str, folders: dict[int, str], require
         # Plain strings: this loop runs for every file of the root, and Path joins cost more than the stat itself.
         folder = f"{root}{os.sep}{folders[layer]}{os.sep}"
         for name in required:
-            reason = _file_problem(folder + name)
+            reason = file_problem(folder + name)
             if reason is not None:
                 problems.append(Problem(f"{folder}{name}: {reason}", image_id))
     return problems
@@ -395,7 +395,8 @@ def validate_root(root: str | Path, *, require_masks: bool = True) -> list[Image
     return scan.records
 
 
-def _save_mask(path: Path, mask: np.ndarray) -> None:
+def save_mask(path: Path, mask: np.ndarray) -> None:
+    """Write a bool mask (H,W) as a 0/255 PNG."""
     Image.fromarray(mask.astype(np.uint8) * MASK_FOREGROUND).save(path)
 
 
@@ -421,8 +422,8 @@ def write_image_layers(root: str | Path, image_id: str, image: np.ndarray, layer
         folder = layer_folder(root, image_id, layer)
         folder.mkdir(parents=True, exist_ok=True)
         rgb.save(folder / IMAGE_FILE)
-        _save_mask(folder / MASK_FILE, layers[layer] if layer < len(layers) else empty)
-        _save_mask(folder / OCCLUSION_FILE, occlusion)
+        save_mask(folder / MASK_FILE, layers[layer] if layer < len(layers) else empty)
+        save_mask(folder / OCCLUSION_FILE, occlusion)
         if layer < len(layers):
             occlusion = occlusion | layers[layer]
         folders.append(folder)
