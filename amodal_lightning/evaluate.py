@@ -20,7 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
-from amodal_lightning.data.datasets import ImageCollection, SasImages
+from amodal_lightning.data.datamodule import FOLDER_SOURCES
+from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table, write_rows
 from amodal_lightning.inference.instance import InstanceInference
@@ -36,6 +37,7 @@ PER_OBJECT_FILE = "per_object.csv"
 # Whole images handed to the per-object evaluator at once (its passes hold inference.batch_size objects).
 IMAGES_PER_UPDATE = 32
 TARGET_KEY = "_target_"
+FOLDER_COLLECTIONS = tuple(collection for _, collection in FOLDER_SOURCES.values())
 # Keys evaluate.yaml itself puts under `data` (for a named group); anything else needs a named group.
 EVALUATE_DATA_KEYS = {"val_fraction", "test_fraction"}
 
@@ -62,9 +64,9 @@ def task_config(module) -> dict:
 
 
 def native_resolution(collection: ImageCollection) -> ImageCollection:
-    """The same images at their own resolution: SAS images unresized (generated scenes already are)."""
-    if isinstance(collection, SasImages):
-        return SasImages(collection.root, collection.records, image_size=None)
+    """The same images at their own resolution: images of a root unresized (generated scenes already are)."""
+    if isinstance(collection, FOLDER_COLLECTIONS):
+        return type(collection)(collection.root, collection.records, image_size=None)
     return collection
 
 

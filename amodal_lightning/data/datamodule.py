@@ -27,7 +27,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from amodal_lightning.data import sas_folders
+from amodal_lightning.data import object_folders, sas_folders
+from amodal_lightning.data.object_folders import ObjectFolderImages
 from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, SPATIAL_KEYS, TARGET
 from amodal_lightning.data.datasets import (
     BATCH_KEYS,
@@ -58,7 +59,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "sas")
+# Sources on disk: the scanner that indexes (and checks) a root, and the collection that loads its images.
+FOLDER_SOURCES = {
+    "sas": (sas_folders.scan_sas_root, SasImages),
+    "objects": (object_folders.scan_object_root, ObjectFolderImages),
+}
+SOURCES = ("synthetic", *FOLDER_SOURCES)
 SPLITS = ("train", "val", "test")
 # Synthetic splits draw scene indices from disjoint ranges this far apart.
 SYNTHETIC_SPLIT_STRIDE = 1_000_000_000
@@ -165,8 +171,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.save_hyperparameters(ignore=["task"])
         if source not in SOURCES:
             raise ConfigError(f"data.source: unknown source {source!r}; expected one of {list(SOURCES)}")
-        if source == "sas" and not root:
-            raise ConfigError("data.root: a SAS root folder is required when data.source=sas")
+        if source in FOLDER_SOURCES and not root:
+            raise ConfigError(f"data.root: a root folder is required when data.source={source}")
         for key, value in (("image_size", image_size), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise ConfigError(f"data.{key}={value}: expected a positive integer")
@@ -206,7 +212,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         # Without a trainer every loader batch is the global batch; setup() divides it over devices.
         self.per_device_batch_size = self.batch_size
         self._collections: dict[str, ImageCollection] = {}
-        self._sas_splits: dict[str, list[sas_folders.ImageRecord]] | None = None
+        self._splits: dict[str, list] | None = None
         self._noise: TaskDataset | None = None
 
     def _synthetic_config(self, synthetic: dict) -> tuple[dict[str, int], SceneGenerator | None]:
@@ -278,7 +284,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             if self.source == "synthetic":
                 self._collections[split] = self._synthetic_split(split)
             else:
-                self._collections[split] = SasImages(self.root, self._sas_split_records()[split], self._load_size)
+                collection = FOLDER_SOURCES[self.source][1]
+                self._collections[split] = collection(self.root, self._split_records()[split], self._load_size)
         return self._collections[split]
 
     @property
@@ -297,10 +304,10 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             [LayeredImage.from_scene(scene_id(split, i), self._generator.scene(offset + i)) for i in range(count)]
         )
 
-    def _sas_split_records(self) -> dict[str, list[sas_folders.ImageRecord]]:
-        """Records of each split: a seeded shuffle of the sorted ids, cut by the val and test fractions."""
-        if self._sas_splits is None:
-            records = self._index(self.root)
+    def _split_records(self) -> dict[str, list]:
+        """Records of each split of a root: a seeded shuffle of the sorted ids, cut by the val and test fractions."""
+        if self._splits is None:
+            records = self._index(self.root, self.source)
             order = np.random.default_rng(self.split_seed).permutation(len(records))
             shuffled = [records[i] for i in order]
             num_val = self._held_out(len(records), self.val_fraction)
@@ -312,20 +319,21 @@ class LayeredAmodalDataModule(L.LightningDataModule):
                     f"{self.root}: {len(records)} image(s) are too few for data.val_fraction={self.val_fraction} "
                     f"and data.test_fraction={self.test_fraction} to leave any for training"
                 )
-            self._sas_splits = {
+            self._splits = {
                 "val": shuffled[:num_val],
                 "test": shuffled[num_val : num_val + num_test],
                 "train": shuffled[num_val + num_test :],
             }
-        return self._sas_splits
+        return self._splits
 
-    def _index(self, root: Path) -> list[sas_folders.ImageRecord]:
-        """The usable images of a SAS root. A root with malformed folders is refused in one line that says how to
+    def _index(self, root: Path, source: str) -> list:
+        """The usable images of a root. A root with malformed folders is refused in one line that says how to
         list them, unless ``skip_bad_samples`` is set: then their images are left out and counted in the log."""
-        scan = sas_folders.scan_sas_root(root, deep=self.validate_files)
+        scanner = FOLDER_SOURCES[source][0]
+        scan = scanner(root, deep=self.validate_files)
         if not scan.problems:
             return scan.records
-        check_command = f"python -m amodal_lightning.data.check data=sas data.root={root}"
+        check_command = f"python -m amodal_lightning.data.check data={source} data.root={root}"
         if self.validate_files:
             check_command += " deep=true"
         if not self.skip_bad_samples:
@@ -348,7 +356,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         if self.noise_rate <= 0:
             return None
         if self._noise is None:
-            records = self._index(self.noise_root)
+            records = self._index(self.noise_root, "sas")
             self._noise = TaskDataset(SasImages(self.noise_root, records, self._load_size), self.task)
         return self._noise
 

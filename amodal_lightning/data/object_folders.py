@@ -75,6 +75,12 @@ ORDER_FORMAT = f'{{"{ORDER_KEY}": [k, ...]}} or a plain list [k, ...] of object 
 MAX_ORDER_BYTES = 1 << 20
 
 
+def is_object_root(root: str | Path) -> bool:
+    """Whether ``root`` looks like a per-object root: some ``{id}/objects/`` folder directly under it."""
+    root = Path(root)
+    return root.is_dir() and any((entry / OBJECTS_FOLDER).is_dir() for entry in root.iterdir() if entry.is_dir())
+
+
 def object_file_name(k: int, kind: str) -> str:
     """File name of object ``k``'s mask of ``kind`` (``"visible"`` or ``"amodal"``)."""
     return f"{int(k)}_{kind}{MASK_SUFFIX}"

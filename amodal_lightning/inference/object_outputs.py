@@ -1,0 +1,53 @@
+"""Files ``predict`` writes for the objects of one image, in ``{output}/{image_id}/``, at the image's resolution::
+
+    objects/{k}_amodal.png       object k's predicted amodal mask (the members' majority vote), binary 0/255
+    objects/{k}_hidden.png       its hidden part: the amodal mask minus the visible mask it was given
+    objects/{k}_uncertainty.png  the members' per-pixel variance, 0..255 for 0..0.25 (members split evenly)
+    overlay.png                  the image with each object's amodal mask in its own colour, hidden parts solid
+
+``k`` is the object's own id (the ``{k}_visible.png`` it came from).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from amodal_lightning.data.sas_folders import MASK_FOREGROUND
+from amodal_lightning.inference.render import MAX_VARIANCE
+from amodal_lightning.inference.render_objects import object_overlay
+
+OBJECTS_FOLDER = "objects"
+AMODAL_FILE = "{k}_amodal.png"
+HIDDEN_FILE = "{k}_hidden.png"
+UNCERTAINTY_FILE = "{k}_uncertainty.png"
+OVERLAY_FILE = "overlay.png"
+GREY_MAX = 255
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray(mask.astype(np.uint8) * MASK_FOREGROUND).save(path)
+
+
+def write_objects(
+    folder: str | Path,
+    image: np.ndarray,
+    object_ids,
+    visible: np.ndarray,
+    amodal: np.ndarray,
+    uncertainty: np.ndarray,
+) -> Path:
+    """Write the files above: ``image`` uint8 (H,W,3); ``visible``, ``amodal`` bool (N,H,W); ``uncertainty``
+    (N,H,W); ``object_ids`` the N ids ``k``."""
+    folder = Path(folder)
+    objects = folder / OBJECTS_FOLDER
+    objects.mkdir(parents=True, exist_ok=True)
+    for i, k in enumerate(object_ids):
+        _save_mask(objects / AMODAL_FILE.format(k=k), amodal[i])
+        _save_mask(objects / HIDDEN_FILE.format(k=k), amodal[i] & ~visible[i])
+        grey = np.clip(uncertainty[i] / MAX_VARIANCE, 0.0, 1.0) * GREY_MAX
+        Image.fromarray(grey.round().astype(np.uint8)).save(objects / UNCERTAINTY_FILE.format(k=k))
+    object_overlay(image, amodal, visible).save(folder / OVERLAY_FILE)
+    return folder
