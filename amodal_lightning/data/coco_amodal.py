@@ -226,6 +226,10 @@ def _check_image(
     reason = _file_problem(str(path))
     if reason is not None:
         return None, [f"{prefix}{raw.label}: image file {path} {reason}"], None
+    if deep:
+        found = _image_problems(raw, path)
+        if found:
+            return None, [prefix + line for line in found], None
     problems, bad = [], set()
     for position, obj in enumerate(raw.objects):
         reason = obj.problem
@@ -238,8 +242,6 @@ def _check_image(
         if reason is not None:
             problems.append(f"{obj.label}: {reason}")
             bad.add(position)
-    if deep and not problems:
-        problems = _image_problems(raw, path)
     # Only objects in the record count for its order: stuff left out and bad annotations removed.
     keep = [i for i, obj in enumerate(raw.objects) if i not in bad and (include_stuff or not obj.is_stuff)]
     order, unordered = None, None
@@ -358,7 +360,9 @@ class CocoAmodalImages(ImageCollection):
         height, width = entry.raw.height, entry.raw.width
         objects = entry.raw.objects
         amodal = [to_rle(obj.amodal, height, width) for obj in objects]
-        visible = [rle if obj.visible is None else to_rle(obj.visible, height, width) for obj, rle in zip(objects, amodal)]
+        visible = [
+            rle if obj.visible is None else to_rle(obj.visible, height, width) for obj, rle in zip(objects, amodal)
+        ]
         return amodal, visible
 
     def _layout(self, index: int, rles: tuple[list[dict], list[dict]] | None = None) -> _Layout:

@@ -117,7 +117,9 @@ class RawImage:
 
 def _first(data: dict) -> dict | None:
     annotations = data.get("annotations")
-    return annotations[0] if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict) else None
+    if isinstance(annotations, list) and annotations and isinstance(annotations[0], dict):
+        return annotations[0]
+    return None
 
 
 def detect_format(data: Any) -> str:
@@ -142,7 +144,9 @@ def detect_format(data: Any) -> str:
             return AMODAL_COCO
         names = (image.get("file_name", "") for image in data["images"] if isinstance(image, dict))
         return D2SA if any(str(name).startswith(D2SA_FILE_PREFIX) for name in names) else COCOA_CLS
-    raise ValueError(f"none of the amodal formats: the first annotation has keys {sorted(first)}; expected {EXPECTED_KEYS}")
+    raise ValueError(
+        f"none of the amodal formats: the first annotation has keys {sorted(first)}; expected {EXPECTED_KEYS}"
+    )
 
 
 def compatible(given: str, detected: str) -> bool:
@@ -237,9 +241,8 @@ def _cocoa_tables(data: dict, images: dict[Any, dict]) -> tuple[list[RawImage], 
         elif entry.get("image_id") not in images:
             problems.append(f"annotation {entry_id}: image_id {entry.get('image_id')!r} is not in 'images'")
         elif entry["image_id"] in entries:
-            problems.append(
-                f"annotation {entry_id}: image {entry['image_id']} already has annotation {entries[entry['image_id']].get('id')}"
-            )
+            earlier = entries[entry["image_id"]].get("id")
+            problems.append(f"annotation {entry_id}: image {entry['image_id']} already has annotation {earlier}")
         else:
             entries[entry["image_id"]] = entry
     tables = []
