@@ -82,7 +82,7 @@ def assign_layers(amodal: np.ndarray, depth_order: Iterable[int]) -> np.ndarray:
 
     ``amodal`` bool (N,H,W); ``depth_order`` object indices from the front. Returns int64 (N,).
     """
-    flat = amodal.reshape(len(amodal), -1).astype(np.float32)
+    flat = amodal.reshape(len(amodal), int(np.prod(amodal.shape[1:]))).astype(np.float32)
     return layers_from_overlaps(flat @ flat.T > 0, depth_order)
 
 
