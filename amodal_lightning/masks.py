@@ -82,14 +82,18 @@ def assign_layers(amodal: np.ndarray, depth_order: Iterable[int]) -> np.ndarray:
 
     ``amodal`` bool (N,H,W); ``depth_order`` object indices from the front. Returns int64 (N,).
     """
+    flat = amodal.reshape(len(amodal), int(np.prod(amodal.shape[1:]))).astype(np.float32)
+    return layers_from_overlaps(flat @ flat.T > 0, depth_order)
+
+
+def layers_from_overlaps(overlaps: np.ndarray, depth_order: Iterable[int]) -> np.ndarray:
+    """The SAS rule of :func:`assign_layers` from which objects overlap: ``overlaps`` bool (N,N), true where two
+    amodal masks share a pixel (a source can find that without decoding its masks, e.g. from run-length codes).
+    Returns int64 (N,)."""
     order = list(depth_order)
-    flat = amodal.reshape(len(amodal), -1)
-    layer = np.zeros(len(amodal), dtype=np.int64)
+    layer = np.zeros(len(overlaps), dtype=np.int64)
     for rank, obj in enumerate(order):
-        in_front = order[:rank]
-        if not in_front:
-            continue
-        overlapping = [j for j in in_front if np.any(flat[j] & flat[obj])]
+        overlapping = [j for j in order[:rank] if overlaps[j, obj]]
         if overlapping:
             layer[obj] = 1 + max(layer[j] for j in overlapping)
     return layer
