@@ -20,6 +20,8 @@ import hydra
 from omegaconf import DictConfig
 
 from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.data.coco_amodal import scan_coco_annotations
+from amodal_lightning.data.coco_formats import FORMATS as ANNOTATION_FORMATS
 from amodal_lightning.data.object_folders import scan_object_root
 from amodal_lightning.data.sas_folders import RootScan, scan_sas_root
 from amodal_lightning.errors import ConfigError
@@ -74,12 +76,32 @@ def check_roots(
     return total
 
 
+def check_annotations(
+    data: DictConfig, *, deep: bool = False, out: TextIO | None = None, summary_out: TextIO | None = None
+) -> int:
+    """Scan an annotation-file source (``data.annotations`` beside ``data.images``) the way training reads it; write
+    its problems to ``out`` and its summary to ``summary_out``; returns the number of problems."""
+    out = out or sys.stdout
+    summary_out = summary_out or sys.stderr
+    for key in ("annotations", "images"):
+        if not data.get(key):
+            raise ConfigError(f"data.{key}: required to check a data.source={data.source} file")
+    start = time.perf_counter()
+    scan = scan_coco_annotations(
+        data.annotations, data.images, deep, source=data.source, include_stuff=bool(data.get("include_stuff", False))
+    )
+    for problem in scan.problems:
+        print(problem, file=out)
+    print(f"{data.annotations}: {scan.summary()}, checked in {time.perf_counter() - start:.1f} s", file=summary_out)
+    return len(scan.problems)
+
+
 def roots_of(data: DictConfig) -> list[str]:
     """The roots a data config reads: ``data.root``, and ``data.noise_root`` when set (SAS noise folders)."""
     if data.get("source") not in SCANNERS:
         raise ConfigError(
-            f"data.source={data.get('source')}: only SAS folders and per-object folders can be checked; pass "
-            "data=sas or data=objects with data.root=DIR"
+            f"data.source={data.get('source')}: not a layout on disk; pass data=sas or data=objects with "
+            f"data.root=DIR, or one of {list(ANNOTATION_FORMATS)} with data.annotations=FILE data.images=DIR"
         )
     return [str(root) for root in (data.root, data.get("noise_root")) if root]
 
@@ -88,9 +110,12 @@ def roots_of(data: DictConfig) -> list[str]:
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: check the configured roots and exit with status 1 when any sample is malformed."""
     with user_errors_as_one_line():
-        problems = check_roots(
-            roots_of(cfg.data), deep=cfg.deep, require_masks=cfg.require_masks, source=cfg.data.source
-        )
+        if cfg.data.get("source") in ANNOTATION_FORMATS:
+            problems = check_annotations(cfg.data, deep=cfg.deep)
+        else:
+            problems = check_roots(
+                roots_of(cfg.data), deep=cfg.deep, require_masks=cfg.require_masks, source=cfg.data.source
+            )
     if problems:
         sys.exit(PROBLEMS_EXIT_CODE)
 

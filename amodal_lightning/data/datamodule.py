@@ -27,7 +27,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from amodal_lightning.data import object_folders, sas_folders
+from amodal_lightning.data import coco_formats, object_folders, sas_folders
+from amodal_lightning.data.coco_amodal import CocoAmodalImages, scan_coco_annotations
 from amodal_lightning.data.object_folders import ObjectFolderImages
 from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, SPATIAL_KEYS, TARGET
 from amodal_lightning.data.datasets import (
@@ -64,7 +65,9 @@ FOLDER_SOURCES = {
     "sas": (sas_folders.scan_sas_root, SasImages),
     "objects": (object_folders.scan_object_root, ObjectFolderImages),
 }
-SOURCES = ("synthetic", *FOLDER_SOURCES)
+# Sources that are an annotation file (COCO-style JSON) beside an images folder, by format.
+ANNOTATION_SOURCES = coco_formats.FORMATS
+SOURCES = ("synthetic", *FOLDER_SOURCES, *ANNOTATION_SOURCES)
 SPLITS = ("train", "val", "test")
 # Synthetic splits draw scene indices from disjoint ranges this far apart.
 SYNTHETIC_SPLIT_STRIDE = 1_000_000_000
@@ -141,6 +144,11 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             instead of refusing the root.
         augment_orientations: each training sample is seen in an orientation drawn uniformly from this set
             (:mod:`amodal_lightning.orientations`): ``"identity"`` (as it is, SAS), ``"mirror"`` or ``"dihedral"``.
+        annotations, images: the annotation file and the folder its images are in (annotation-file sources:
+            ``cocoa``, ``cocoa_cls``, ``d2sa``, ``kins``, ``kins2020``, ``amodal_coco``).
+        include_stuff: keep COCOA's stuff regions (annotation-file sources).
+        min_visible_pixels: leave out objects whose visible part has fewer pixels (annotation-file sources).
+        cache_size: decoded images each loader keeps (annotation-file sources; 0: none).
         task: the task's config (``name`` and its options, see :mod:`amodal_lightning.tasks`): which samples an
             image gives; None is the layer task. ``front_layer_repeats`` applies to the layer task only.
     """
@@ -164,6 +172,11 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         validate_files: bool = False,
         skip_bad_samples: bool = False,
         augment_orientations: str = IDENTITY,
+        annotations: str | Path | None = None,
+        images: str | Path | None = None,
+        include_stuff: bool = False,
+        min_visible_pixels: int = 1,
+        cache_size: int = 0,
         task: dict | None = None,
     ):
         super().__init__()
@@ -173,6 +186,14 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             raise ConfigError(f"data.source: unknown source {source!r}; expected one of {list(SOURCES)}")
         if source in FOLDER_SOURCES and not root:
             raise ConfigError(f"data.root: a root folder is required when data.source={source}")
+        for key, value in (("annotations", annotations), ("images", images)):
+            if source in ANNOTATION_SOURCES and not value:
+                raise ConfigError(f"data.{key}: required when data.source={source} (an annotation file and its images)")
+        self.annotations = Path(annotations) if annotations else None
+        self.images = Path(images) if images else None
+        self.include_stuff = bool(include_stuff)
+        self.min_visible_pixels = int(min_visible_pixels)
+        self.cache_size = int(cache_size)
         for key, value in (("image_size", image_size), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise ConfigError(f"data.{key}={value}: expected a positive integer")
@@ -283,6 +304,14 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         if split not in self._collections:
             if self.source == "synthetic":
                 self._collections[split] = self._synthetic_split(split)
+            elif self.source in ANNOTATION_SOURCES:
+                self._collections[split] = CocoAmodalImages(
+                    self.images,
+                    self._split_records()[split],
+                    image_size=self._load_size,
+                    min_visible_pixels=self.min_visible_pixels,
+                    cache_size=self.cache_size,
+                )
             else:
                 collection = FOLDER_SOURCES[self.source][1]
                 self._collections[split] = collection(self.root, self._split_records()[split], self._load_size)
@@ -307,7 +336,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     def _split_records(self) -> dict[str, list]:
         """Records of each split of a root: a seeded shuffle of the sorted ids, cut by the val and test fractions."""
         if self._splits is None:
-            records = self._index(self.root, self.source)
+            records = self._index(self.annotations or self.root, self.source)
             order = np.random.default_rng(self.split_seed).permutation(len(records))
             shuffled = [records[i] for i in order]
             num_val = self._held_out(len(records), self.val_fraction)
@@ -329,11 +358,17 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     def _index(self, root: Path, source: str) -> list:
         """The usable images of a root. A root with malformed folders is refused in one line that says how to
         list them, unless ``skip_bad_samples`` is set: then their images are left out and counted in the log."""
-        scanner = FOLDER_SOURCES[source][0]
-        scan = scanner(root, deep=self.validate_files)
+        if source in ANNOTATION_SOURCES:
+            scan = scan_coco_annotations(
+                root, self.images, self.validate_files, source=source, include_stuff=self.include_stuff
+            )
+            where = f"data.annotations={root} data.images={self.images}"
+        else:
+            scan = FOLDER_SOURCES[source][0](root, deep=self.validate_files)
+            where = f"data.root={root}"
         if not scan.problems:
             return scan.records
-        check_command = f"python -m amodal_lightning.data.check data={source} data.root={root}"
+        check_command = f"python -m amodal_lightning.data.check data={source} {where}"
         if self.validate_files:
             check_command += " deep=true"
         if not self.skip_bad_samples:
