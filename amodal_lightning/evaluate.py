@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
+from amodal_lightning.data.coco_export import amodal_result, write_results
 from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError, DataError
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.csv"
 PER_OBJECT_FILE = "per_object.csv"
+# The per-object predictions as a results file `score` reads (RLE amodal masks keyed by image and annotation id).
+RESULTS_FILE = "results.json"
 # Whole images handed to the per-object evaluator at once (its passes hold inference.batch_size objects).
 IMAGES_PER_UPDATE = 32
 TARGET_KEY = "_target_"
@@ -87,8 +90,11 @@ def evaluate(cfg: DictConfig) -> dict:
             f"split={cfg.split}: no image to evaluate in {data.get('root') or data.get('source')} "
             "(check data.val_fraction / data.test_fraction, or choose another split)"
         )
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
     if loaded.module.task.crops_objects:
-        metrics, rows = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed))
+        metrics, rows, results = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed))
+        write_results(results, output / RESULTS_FILE)
         rows_file = PER_OBJECT_FILE
     else:
         metrics, rows = _evaluate_layers(loaded, settings, collection, count, cfg)
@@ -105,16 +111,15 @@ def evaluate(cfg: DictConfig) -> dict:
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
     (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
     write_rows(output / rows_file, rows)
     log.info("Wrote %s and %s", output / METRICS_FILE, output / rows_file)
     return report
 
 
-def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed: int) -> tuple[dict, list[dict]]:
-    """The instance task's rows over the first ``count`` images; prints their table."""
+def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed: int) -> tuple[dict, list, list]:
+    """The instance task's rows over the first ``count`` images; prints their table. Returns the metrics, one row per
+    object and the predictions as results entries."""
     inference = InstanceInference(loaded.module, settings, loaded.image_size)
     if not any(collection.num_objects(i) for i in range(count)):
         raise DataError(
@@ -124,13 +129,17 @@ def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed
     evaluator = InstanceEvaluator(inference)
     generator = torch.Generator().manual_seed(seed)
     log.info("Evaluating the objects of %d image(s) on %s", count, inference.device)
-    rows = []
+    rows, results = [], []
     for start in range(0, count, IMAGES_PER_UPDATE):
         images = [collection[i] for i in range(start, min(start + IMAGES_PER_UPDATE, count))]
-        rows += evaluator.update(images, generator)[1]
+        predictions, image_rows = evaluator.update(images, generator)
+        rows += image_rows
+        for image, prediction in zip(images, predictions):
+            ids = range(image.num_objects) if image.object_ids is None else image.object_ids
+            results += [amodal_result(image.image_id, k, mask) for k, mask in zip(ids, prediction.amodal)]
     metrics = evaluator.compute()
     print(format_instance_table(metrics))
-    return metrics, rows
+    return metrics, rows, results
 
 
 def _evaluate_layers(loaded, settings, collection, count: int, cfg: DictConfig) -> tuple[dict, list[dict]]:

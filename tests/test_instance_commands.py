@@ -136,3 +136,50 @@ def test_a_per_object_root_is_refused_by_a_layer_model(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: input={root}: a per-object root") and "task=instance checkpoint" in line
+
+
+def test_score_of_evaluate_results_reproduces_evaluate_on_an_annotation_file(instance_ckpt, tmp_path, capsys):
+    """evaluate on a COCO-style file writes results.json; the scorer, reading only the two JSON files, prints the same
+    numbers: anyone can rerun the evaluation of our predictions, or of another tool's."""
+    from amodal_lightning.data.coco_export import export_coco_amodal
+    from amodal_lightning.data.record import LayeredImage
+    from amodal_lightning.score import score_results, scored_line
+
+    generator = SceneGenerator(image_size=32, seed=9)
+    records = [LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(5)]
+    export_coco_amodal(records, tmp_path / "ann.json", tmp_path / "images")
+    out = tmp_path / "eval"
+    named = ["data=amodal_coco", f"data.annotations={tmp_path / 'ann.json'}", f"data.images={tmp_path / 'images'}"]
+    report = evaluate(compose("evaluate", [f"ckpt_path={instance_ckpt}", f"output={out}", *named, *FAST]))
+    scored = score_results(tmp_path / "ann.json", out / "results.json")
+    assert scored["metrics"]["results"] == report["metrics"]["vote"]
+    assert scored["metrics"]["visible_mask"] == report["metrics"]["visible_mask"]
+    assert scored["metrics"]["convex_hull"] == report["metrics"]["convex_hull"]
+    objects = sum(r.num_objects for r in records)
+    assert scored["objects"]["scored"] == objects and scored["objects"].get("without_result", 0) == 0
+    line = scored_line(scored["objects"], False, 1, "empty")
+    assert line.startswith(f"scored {objects} of {objects} annotated objects")
+    # A missing result scores as an empty prediction, or is left out; both say so.
+    entries = json.loads((out / "results.json").read_text())
+    (tmp_path / "fewer.json").write_text(json.dumps(entries[1:]))
+    fewer = score_results(tmp_path / "ann.json", tmp_path / "fewer.json")
+    assert fewer["objects"]["without_result"] == 1 and fewer["metrics"]["results"]["miou"] < scored["metrics"]["results"]["miou"]
+    skipped = score_results(tmp_path / "ann.json", tmp_path / "fewer.json", missing_results="skip")
+    assert skipped["metrics"]["results"]["objects"] == objects - 1
+
+
+def test_score_refuses_a_mask_of_another_size_in_one_line(tmp_path):
+    from amodal_lightning.data.coco_export import amodal_result, export_coco_amodal, write_results
+    from amodal_lightning.data.record import LayeredImage
+
+    generator = SceneGenerator(image_size=16, seed=1)
+    export_coco_amodal([LayeredImage.from_scene("a", generator.scene(0))], tmp_path / "ann.json")
+    write_results([amodal_result(1, 1, np.zeros((8, 8), dtype=bool))], tmp_path / "bad.json")
+    result = run_cli(
+        "amodal_lightning.score", [f"annotations={tmp_path / 'ann.json'}", f"results={tmp_path / 'bad.json'}"], tmp_path
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'bad.json'}: image 1 annotation 1: mask is 8x8 pixels but the image is 16x16 "
+        f"({tmp_path / 'ann.json'})"
+    ]

@@ -117,10 +117,10 @@ def export_coco_amodal(
     return data
 
 
-def amodal_result(image_id: int, annotation_id: int, amodal: np.ndarray, score: float = 1.0) -> dict:
+def amodal_result(image_id: int | str, annotation_id: int, amodal: np.ndarray, score: float = 1.0) -> dict:
     """One results entry: the predicted amodal mask bool (H,W) of annotation ``annotation_id``."""
     return {
-        "image_id": int(image_id),
+        "image_id": int(image_id) if str(image_id).isdigit() else str(image_id),
         "annotation_id": int(annotation_id),
         "segmentation": encode_mask(amodal),
         "score": float(score),
@@ -128,24 +128,32 @@ def amodal_result(image_id: int, annotation_id: int, amodal: np.ndarray, score: 
 
 
 def write_results(results: Iterable[dict], path: str | Path) -> Path:
-    """Write results entries (see :func:`amodal_result`) as one JSON list; each annotation id at most once."""
+    """Write results entries (see :func:`amodal_result`) as one JSON list; each (image id, annotation id) at most
+    once (COCOA numbers its regions per image, so an annotation id alone need not be unique)."""
     path = Path(path)
     entries, seen = [], set()
     for entry in results:
         missing = [key for key in RESULT_KEYS if key not in entry]
         if missing:
             raise DataError(f"{path}: results entry {entry.get('annotation_id')!r} lacks {missing}")
-        if entry["annotation_id"] in seen:
-            raise DataError(f"{path}: annotation {entry['annotation_id']} has two results")
-        seen.add(entry["annotation_id"])
+        key = result_key(entry)
+        if key in seen:
+            raise DataError(f"{path}: image {key[0]} annotation {key[1]} has two results")
+        seen.add(key)
         entries.append({key: entry[key] for key in RESULT_KEYS})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries))
     return path
 
 
-def read_results(path: str | Path) -> dict[int, dict]:
-    """A results file keyed by annotation id; each entry's ``mask`` is its decoded bool (H,W) amodal mask."""
+def result_key(entry: dict) -> tuple[str, int]:
+    """What a results entry is keyed by: (image id as the annotation file spells it, annotation id)."""
+    return str(entry["image_id"]), int(entry["annotation_id"])
+
+
+def read_results(path: str | Path) -> dict[tuple[str, int], dict]:
+    """A results file keyed by (image id, annotation id) (:func:`result_key`); each entry's ``mask`` is its decoded
+    bool (H,W) amodal mask."""
     path = Path(path)
     try:
         entries = json.loads(path.read_text())
@@ -159,8 +167,12 @@ def read_results(path: str | Path) -> dict[int, dict]:
     for entry in entries:
         if not isinstance(entry, dict) or any(key not in entry for key in RESULT_KEYS):
             raise DataError(f"{path}: results entry {entry!r:.80} lacks one of {list(RESULT_KEYS)}")
-        ann_id = int(entry["annotation_id"])
-        if ann_id in by_id:
-            raise DataError(f"{path}: annotation {ann_id} has two results")
-        by_id[ann_id] = {**entry, "mask": mask_utils.decode(entry["segmentation"]).astype(bool)}
+        key = result_key(entry)
+        if key in by_id:
+            raise DataError(f"{path}: image {key[0]} annotation {key[1]} has two results")
+        try:
+            mask = mask_utils.decode(entry["segmentation"]).astype(bool)
+        except (TypeError, ValueError, KeyError) as err:
+            raise DataError(f"{path}: image {key[0]} annotation {key[1]}: segmentation is no RLE ({err})") from None
+        by_id[key] = {**entry, "mask": mask}
     return by_id

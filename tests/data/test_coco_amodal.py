@@ -348,6 +348,9 @@ def test_results_file_is_keyed_by_annotation_id(tmp_path):
     results = [amodal_result(1, 7, AMODAL["B"], 0.5), amodal_result(1, 5, AMODAL["A"])]
     path = write_results(results, tmp_path / "results.json")
     read = read_results(path)
-    assert sorted(read) == [5, 7] and read[7]["score"] == 0.5 and np.array_equal(read[7]["mask"], AMODAL["B"])
-    with pytest.raises(DataError, match="annotation 7 has two results"):
-        write_results(results + [amodal_result(2, 7, AMODAL["C"])], tmp_path / "again.json")
+    assert sorted(read) == [("1", 5), ("1", 7)] and read["1", 7]["score"] == 0.5
+    assert np.array_equal(read["1", 7]["mask"], AMODAL["B"])
+    # COCOA numbers its regions per image: the same annotation id in another image is another object.
+    write_results(results + [amodal_result(2, 7, AMODAL["C"])], tmp_path / "other_image.json")
+    with pytest.raises(DataError, match="image 1 annotation 7 has two results"):
+        write_results(results + [amodal_result(1, 7, AMODAL["C"])], tmp_path / "again.json")

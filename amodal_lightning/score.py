@@ -1,0 +1,159 @@
+"""Score per-object amodal predictions of any tool against a COCO-style amodal annotation file:
+``python -m amodal_lightning.score annotations=FILE results=FILE [output=DIR]``.
+
+A thin Hydra entry point over :func:`score_results`: it reads the annotations (any format of
+:mod:`amodal_lightning.data.coco_formats`) and the results (:func:`~amodal_lightning.data.coco_export.read_results`,
+keyed by image id and annotation id), decodes each scored object's masks once, and prints the table ``evaluate``
+prints, with the visible-mask and convex-hull reference rows and a line saying which objects were scored. No image
+file is read: the masks and their sizes are in the files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.data import coco_formats
+from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
+from amodal_lightning.data.coco_export import read_results
+from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.instance_metrics import (
+    CONVEX_HULL,
+    VISIBLE_MASK,
+    InstanceMetrics,
+    convex_hull_masks,
+    format_instance_table,
+    visible_as_prediction,
+)
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+RESULTS_ROW = "results"
+MISSING_RESULTS = ("empty", "skip")
+
+
+def score_results(
+    annotations: str | Path,
+    results: str | Path,
+    *,
+    source: str | None = None,
+    include_stuff: bool = False,
+    min_visible_pixels: int = 1,
+    missing_results: str = "empty",
+    occlusion_edges=(0.15, 0.45),
+) -> dict:
+    """The metrics of ``results`` and of the reference rows over the scored objects of ``annotations``, and the
+    count of every object left out and why: ``{"metrics": {row: {...}}, "objects": {...}}``."""
+    if missing_results not in MISSING_RESULTS:
+        raise ConfigError(f"missing_results={missing_results!r}: expected one of {list(MISSING_RESULTS)}")
+    annotations, results = Path(annotations), Path(results)
+    data = read_json(annotations)
+    try:
+        fmt = source or coco_formats.detect_format(data)
+        tables, _ = coco_formats.read_tables(data, fmt)
+    except ValueError as err:
+        raise DataError(f"{annotations}: {err}") from None
+    del data
+    predictions = read_results(results)
+    rows = {row: InstanceMetrics(occlusion_edges=tuple(occlusion_edges)) for row in (RESULTS_ROW, VISIBLE_MASK, CONVEX_HULL)}
+    counts: Counter = Counter()
+    used = set()
+    for raw in tables:
+        pred, amodal, visible = [], [], []
+        for obj in raw.objects:
+            counts["annotations"] += 1
+            if obj.is_stuff and not include_stuff:
+                counts["left_out_stuff"] += 1
+                continue
+            if obj.problem is not None or raw.problem is not None:
+                counts["left_out_malformed"] += 1
+                continue
+            try:
+                full = decode(to_rle(obj.amodal, raw.height, raw.width))
+                shown = full if obj.visible is None else decode(to_rle(obj.visible, raw.height, raw.width))
+            except (ValueError, TypeError, KeyError):
+                counts["left_out_malformed"] += 1
+                continue
+            if shown.sum() < min_visible_pixels:
+                counts["left_out_too_little_visible"] += 1
+                continue
+            if not full.any():
+                counts["left_out_empty_amodal"] += 1
+                continue
+            key = (str(raw.image_id), int(obj.object_id))
+            entry = predictions.get(key)
+            if entry is None:
+                counts["without_result"] += 1
+                if missing_results == "skip":
+                    continue
+                mask = np.zeros_like(full)
+            else:
+                used.add(key)
+                mask = entry["mask"]
+                if mask.shape != full.shape:
+                    raise DataError(
+                        f"{results}: image {key[0]} annotation {key[1]}: mask is {mask.shape[1]}x{mask.shape[0]} "
+                        f"pixels but the image is {raw.width}x{raw.height} ({annotations})"
+                    )
+            pred.append(mask)
+            amodal.append(full)
+            visible.append(shown & full if obj.visible is not None else shown)
+        if amodal:
+            amodal_t, visible_t = torch.from_numpy(np.stack(amodal)), torch.from_numpy(np.stack(visible))
+            rows[RESULTS_ROW].update(torch.from_numpy(np.stack(pred)), amodal_t, visible_t)
+            rows[VISIBLE_MASK].update(visible_as_prediction(visible_t), amodal_t, visible_t)
+            rows[CONVEX_HULL].update(convex_hull_masks(visible_t), amodal_t, visible_t)
+    counts["results_without_annotation"] = len(set(predictions) - used)
+    metrics = {row: metric.compute() for row, metric in rows.items()}
+    counts["scored"] = int(metrics[RESULTS_ROW]["objects"])
+    return {"format": fmt, "metrics": metrics, "objects": dict(counts)}
+
+
+def scored_line(objects: dict, include_stuff: bool, min_visible_pixels: int, missing_results: str) -> str:
+    """One line saying which objects were scored and why the others were not, so a number can be rerun."""
+    parts = [
+        f"scored {objects.get('scored', 0)} of {objects.get('annotations', 0)} annotated objects",
+        f"stuff {'kept' if include_stuff else 'left out'} ({objects.get('left_out_stuff', 0)})",
+        f"< {min_visible_pixels} visible pixel(s) left out ({objects.get('left_out_too_little_visible', 0)})",
+        f"malformed left out ({objects.get('left_out_malformed', 0)})",
+        f"empty amodal left out ({objects.get('left_out_empty_amodal', 0)})",
+        f"without a result: {objects.get('without_result', 0)} ({'scored empty' if missing_results == 'empty' else 'left out'})",
+        f"results matching no annotation: {objects.get('results_without_annotation', 0)}",
+    ]
+    return "; ".join(parts)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="score")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: print the table (and write metrics.json to ``output``)."""
+    with user_errors_as_one_line():
+        report = score_results(
+            cfg.annotations,
+            cfg.results,
+            source=cfg.source,
+            include_stuff=bool(cfg.include_stuff),
+            min_visible_pixels=int(cfg.min_visible_pixels),
+            missing_results=cfg.missing_results,
+            occlusion_edges=list(cfg.occlusion_edges),
+        )
+        print(format_instance_table(report["metrics"]))
+        print(scored_line(report["objects"], bool(cfg.include_stuff), int(cfg.min_visible_pixels), cfg.missing_results))
+        if cfg.output:
+            output = Path(cfg.output)
+            output.mkdir(parents=True, exist_ok=True)
+            report = {"annotations": str(Path(cfg.annotations).resolve()), "results": str(Path(cfg.results).resolve()),
+                      **report}
+            (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
+            log.info("Wrote %s", output / METRICS_FILE)
+
+
+if __name__ == "__main__":
+    main()
