@@ -5,6 +5,10 @@ A thin Hydra entry point: compose the config, instantiate data, model, callbacks
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import logging
 import sys
 

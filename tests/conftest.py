@@ -4,7 +4,10 @@ import json
 import os
 from pathlib import Path
 
-import amodal_lightning  # noqa: F401 - first, so that its OpenMP wait policy applies before any test loads torch
+from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
+
+# First, as the entry points do: the tests run with the OpenMP wait settings of the commands, set before torch loads.
+apply_spin_settings()
 
 import numpy as np
 import pytest

@@ -8,6 +8,10 @@ reports exactly what training would refuse; ``deep=true`` also decodes every fil
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import sys
 import time
 from collections.abc import Iterable
