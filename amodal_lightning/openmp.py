@@ -3,7 +3,7 @@
 How long torch's OpenMP threads spin at the end of a parallel region before they sleep: libgomp's own default
 (Linux) spins ~300k iterations, fastest on idle cores but up to 25x slower when other processes want the cores
 (DataLoader workers, other jobs); sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) is safe but slower on idle cores. A
-short spin keeps most of both (see results/2026-11-30-openmp-waits.md). libomp (macOS) reads ``KMP_BLOCKTIME``
+short spin keeps most of both (see results/2026-11-29-openmp-waits.md). libomp (macOS) reads ``KMP_BLOCKTIME``
 instead: 0 ms keeps it passive there.
 
 Importing ``amodal_lightning`` changes nothing; each entry point (``train``, ``predict``, ``evaluate``,
