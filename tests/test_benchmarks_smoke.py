@@ -12,7 +12,6 @@ from amodal_lightning.config import compose
 from amodal_lightning.inference.loading import load_for_inference
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 from amodal_lightning.train import train
-
 from benchmarks import sampling, sampling_steps  # the repository root is on pytest's pythonpath
 
 # Cheap sampling: every path runs, nothing waits.

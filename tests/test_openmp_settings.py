@@ -31,8 +31,9 @@ def _clean_env(**given: str) -> dict:
 def settings_after_import(module: str = "amodal_lightning.train", **given: str) -> dict:
     """The wait variables a fresh interpreter sees after importing ``module``, starting from ``given``."""
     code = f"import os, json, {module}; print(json.dumps({{k: os.environ.get(k) for k in {VARIABLES!r}}}))"
-    result = subprocess.run([sys.executable, "-c", code], env=_clean_env(**given), capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=_clean_env(**given), capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -68,7 +69,9 @@ def test_each_entry_point_applies_it_before_torch_loads(module):
 @pytest.mark.parametrize("policy", ["PASSIVE", "ACTIVE"])
 def test_the_users_wait_policy_is_left_alone(policy):
     assert settings_after_import(OMP_WAIT_POLICY=policy) == {
-        "OMP_WAIT_POLICY": policy, "GOMP_SPINCOUNT": None, "KMP_BLOCKTIME": None
+        "OMP_WAIT_POLICY": policy,
+        "GOMP_SPINCOUNT": None,
+        "KMP_BLOCKTIME": None,
     }
 
 

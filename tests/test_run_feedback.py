@@ -29,7 +29,7 @@ TINY = [
 def test_training_prints_steps_metrics_paths_and_the_evaluate_command(tmp_path, capsys):
     train(compose("train", [f"paths.output_dir={tmp_path}", *TINY]))
     out = capsys.readouterr().out
-    summary = out[out.index("Training done:"):]
+    summary = out[out.index("Training done:") :]
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert "Training done: 2 steps" in summary
     assert "val/loss" in summary and "val_layers/sequential/miou" in summary
@@ -62,14 +62,16 @@ def test_known_noise_is_silenced_and_other_messages_are_not(caplog):
     silence_known_noise()
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     with caplog.at_level(logging.INFO, logger=logger.name):
-        logger.info("💡 Tip: For seamless cloud logging, try installing [litlogger](https://pypi.org/project/litlogger/)")
+        logger.info(
+            "💡 Tip: For seamless cloud logging, try installing [litlogger](https://pypi.org/project/litlogger/)"
+        )
         logger.info("GPU available: False, used: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         silence_known_noise()
-        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning)
-        warnings.warn("a warning of our own", UserWarning)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning, stacklevel=1)
+        warnings.warn("a warning of our own", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["a warning of our own"]
 
 
@@ -77,7 +79,10 @@ def test_the_train_command_prints_no_known_noise(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run(
         [sys.executable, "-m", "amodal_lightning.train", *TINY, f"hydra.run.dir={tmp_path}"],
-        cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr

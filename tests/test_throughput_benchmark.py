@@ -3,7 +3,6 @@
 import torch
 
 from amodal_lightning.models.unet import AttentionBlock
-
 from benchmarks.gpu_check import training_flops  # the repository root is on pytest's pythonpath
 from benchmarks.train_throughput import REFERENCE_SPEC, build_step
 

@@ -28,8 +28,12 @@ OVERLAY_ALPHA = 0.55
 # long one is wider than its column group.
 HEADER_HEIGHT = 18
 LABEL_COLOUR = (230, 230, 230)
-COLUMN_LABELS = (("image", "image"), ("true layers", "true"), ("predicted layers", "predicted"),
-                 ("uncertainty", "uncert."))
+COLUMN_LABELS = (
+    ("image", "image"),
+    ("true layers", "true"),
+    ("predicted layers", "predicted"),
+    ("uncertainty", "uncert."),
+)
 
 
 def mask_cell(mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -82,8 +86,8 @@ def render_panel(
             put(row, 3, k, uncertainty_cell(uncertainty[row][k]))
     if not labels:
         return Image.fromarray(panel)
-    return _with_column_labels(panel, [GAP + start * (CELL_SIZE + GAP) + g * GROUP_GAP for g, start in
-                                       enumerate(starts)], [n * (CELL_SIZE + GAP) - GAP for n in groups])
+    lefts = [GAP + start * (CELL_SIZE + GAP) + g * GROUP_GAP for g, start in enumerate(starts)]
+    return _with_column_labels(panel, lefts, [n * (CELL_SIZE + GAP) - GAP for n in groups])
 
 
 def _with_column_labels(panel: np.ndarray, lefts: Sequence[int], widths: Sequence[int]) -> Image.Image:
