@@ -10,6 +10,10 @@ these weights) and for inference, with no flags repeated.
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import argparse
 from pathlib import Path
 

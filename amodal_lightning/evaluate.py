@@ -9,6 +9,10 @@ its reference rows, and write ``metrics.json`` and a per-image (layer task,
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import json
 import logging
 import time

@@ -14,6 +14,10 @@ An image that cannot be read is reported at the end, in one line; the other imag
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import json
 import logging
 import time

@@ -5,6 +5,14 @@ A thin Hydra entry point: compose the config, instantiate data, model, callbacks
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
+from amodal_lightning.startup_noise import silence_known_noise  # noqa: I001
+
+silence_known_noise()
+
 import logging
 import sys
 
@@ -20,6 +28,7 @@ from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.config import config_dir, in_multirun, resolve_task, to_container, user_errors_as_one_line
 from amodal_lightning.hardware import check_hardware
+from amodal_lightning.run_summary import print_run_summary
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         # A step budget between two validations ends training unvalidated; the final numbers and panel then use
         # the final (EMA) weights. (A time budget or a validation on the last step already validated them.)
         trainer.validate(module, datamodule=datamodule, verbose=False)
+    print_run_summary(trainer, cfg)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 

@@ -34,7 +34,10 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/sampling.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import amodal_lightning  # noqa: F401, I001 - before torch: the package sets the OpenMP wait policy torch reads once
+from amodal_lightning.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
+
+apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
+
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf

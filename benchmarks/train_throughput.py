@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-# Captured before anything imports amodal_lightning (which sets defaults for the spin variables in os.environ).
+# The user's own wait settings, captured before anything could apply the package's defaults to os.environ.
 OMP_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 USER_OMP_WAITS = {name: os.environ[name] for name in OMP_WAIT_VARIABLES if name in os.environ}
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def run_worker(job: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------ parent
 def measure(job: dict, spec: dict) -> dict:
     """Run one measurement in a fresh process with the job's OpenMP wait settings."""
-    from amodal_lightning import OMP_SPIN_SETTINGS
+    from amodal_lightning.openmp import OMP_SPIN_SETTINGS
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     for name in OMP_WAIT_VARIABLES:

@@ -4,7 +4,10 @@ import json
 import os
 from pathlib import Path
 
-import amodal_lightning  # noqa: F401 - first, so that its OpenMP wait policy applies before any test loads torch
+from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
+
+# First, as the entry points do: the tests run with the OpenMP wait settings of the commands, set before torch loads.
+apply_spin_settings()
 
 import numpy as np
 import pytest
@@ -40,3 +43,24 @@ def golden_small():
 def golden_unet64_keys():
     """Parameter count and ordered state-dict shapes of the full SAS unet64 configuration."""
     return json.loads(_require("sas_unet64_keys.json").read_text())
+
+
+# A 2-step training run on a handful of generated scenes: enough for a real checkpoint, a panel and metrics.
+TINY_TRAIN = (
+    "debug=default",
+    "data.synthetic.num_train=48",
+    "data.synthetic.num_val=8",
+    "data.synthetic.num_test=8",
+    "model.global_batch_size=8",
+    "trainer.max_steps=2",
+    "+trainer.num_sanity_val_steps=0",
+    "model.module.validation.sample_steps=2",
+    "callbacks.layer_panel.sample_steps=2",
+    "logger=csv",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_overrides() -> list[str]:
+    """Overrides of ``train`` for a 2-step run (add ``paths.output_dir``)."""
+    return list(TINY_TRAIN)

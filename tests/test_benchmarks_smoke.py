@@ -2,7 +2,6 @@
 the reference procedure differs from ours only in how it batches."""
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,23 +12,17 @@ from amodal_lightning.config import compose
 from amodal_lightning.inference.loading import load_for_inference
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 from amodal_lightning.train import train
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks import sampling, sampling_steps  # noqa: E402
-from test_predict_evaluate import TINY_TRAIN  # noqa: E402  (the same tiny recipe as predict/evaluate's tests)
+from benchmarks import sampling, sampling_steps  # the repository root is on pytest's pythonpath
 
 # Cheap sampling: every path runs, nothing waits.
 FAST = ["num_images=2", "device=cpu", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
+def tiny_ckpt(tmp_path_factory, tiny_train_overrides) -> Path:
     """A 2-step training run's last checkpoint."""
     run = tmp_path_factory.mktemp("tiny_bench_run")
-    train(compose("train", [f"paths.output_dir={run}", *TINY_TRAIN]))
+    train(compose("train", [f"paths.output_dir={run}", *tiny_train_overrides]))
     return run / "checkpoints" / "last.ckpt"
 
 

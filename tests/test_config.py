@@ -9,6 +9,26 @@ from amodal_lightning.config import compose, config_dir
 
 GROUPS = ["data", "model", "trainer", "callbacks", "logger", "debug", "experiment"]
 SAS_UNET64_PARAMS = 82_960_130
+# Groups whose options are `# @package _global_`: their keys are set from the config's root.
+GLOBAL_GROUPS = ("debug", "experiment")
+# Set by train.yaml itself, which comes after its groups (`_self_` last).
+OVERRIDDEN_BY_ROOT = {"task_name"}
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    """(dotted key, value) of every non-dict value of ``tree``."""
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
 
 
 def options(group: str) -> list[str]:
@@ -23,7 +43,16 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
     cfg = compose("train", overrides)
     # Resolving catches broken interpolations; nothing may be left mandatory except what the user must give.
     container = OmegaConf.to_container(cfg, resolve=True)
-    assert container["model"]["image_size"] in (32, 64)
+    assert not OmegaConf.missing_keys(cfg), f"{group}={option} leaves {OmegaConf.missing_keys(cfg)} unset"
+    # The option's own settings reach the composed config (global-package options set keys anywhere).
+    own = OmegaConf.load(config_dir() / group / f"{option}.yaml")
+    own.pop("defaults", None)
+    target = container if group in GLOBAL_GROUPS else container[group]
+    for key, value in _leaves(OmegaConf.to_container(own, resolve=False)):
+        if (isinstance(value, str) and ("${" in value or value == "???")) or key in OVERRIDDEN_BY_ROOT:
+            continue  # an interpolation (resolved above), a value given on the command line, or the root's own
+        assert _get(target, key) == value, f"{group}={option}: {key} is {_get(target, key)!r}, the file says {value!r}"
+    assert container["data"]["image_size"] == container["model"]["image_size"]
 
 
 def test_default_config_uses_whatever_hardware_is_present(tmp_path):
@@ -72,3 +101,6 @@ def test_wandb_logger_needs_no_account(tmp_path, monkeypatch):
     cfg = compose("train", ["logger=wandb", f"paths.output_dir={tmp_path}"])
     logger = instantiate(cfg.logger.wandb, _convert_="all")
     logger.log_metrics({"x": 1.0}, step=0)
+    # Disabled: a no-op run that writes nothing, with no account or network.
+    assert logger.experiment.disabled
+    assert not (tmp_path / "wandb").exists()

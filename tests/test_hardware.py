@@ -95,9 +95,13 @@ def test_every_trainer_config_passes_on_a_machine_that_has_it(tmp_path):
 
 
 def test_detects_this_machine():
+    import torch
+
     available = Available.detect()
+    assert available.cuda_devices == torch.cuda.device_count()
+    assert bool(available.gpu_name) == (available.cuda_devices > 0)
     hardware = check_hardware({"accelerator": "cpu", "devices": 1}, available=available, env=NO_LAUNCHER)
-    assert hardware.device_type == "cpu" and available.cuda_devices >= 0
+    assert (hardware.device_type, hardware.devices_per_node, hardware.precision) == ("cpu", 1, "32-true")
 
 
 def test_asking_this_cpu_only_machine_for_a_gpu_fails_in_one_line(tmp_path):

@@ -1,18 +1,10 @@
 """The training-throughput benchmarks build the two paths they claim to compare, and their steps run."""
 
-import sys
-from pathlib import Path
-
 import torch
 
 from amodal_lightning.models.unet import AttentionBlock
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.gpu_check import training_flops  # noqa: E402
-from benchmarks.train_throughput import REFERENCE_SPEC, build_step  # noqa: E402
+from benchmarks.gpu_check import training_flops  # the repository root is on pytest's pythonpath
+from benchmarks.train_throughput import REFERENCE_SPEC, build_step
 
 
 def _backends(module) -> set[str]:

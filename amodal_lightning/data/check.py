@@ -10,6 +10,10 @@ training would refuse; ``deep=true`` also decodes every file.
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import sys
 import time
 from collections.abc import Iterable

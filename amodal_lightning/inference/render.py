@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 # Cells are enlarged so a 32 px image is readable; a thin gap separates cells and a wider one the column groups.
 CELL_SIZE = 96
@@ -24,6 +24,16 @@ LAYER_COLOURS = np.array(
     dtype=np.float32,
 )
 OVERLAY_ALPHA = 0.55
+# Column labels of the panel, drawn in PIL's default font in a strip above the first row; the short form where the
+# long one is wider than its column group.
+HEADER_HEIGHT = 18
+LABEL_COLOUR = (230, 230, 230)
+COLUMN_LABELS = (
+    ("image", "image"),
+    ("true layers", "true"),
+    ("predicted layers", "predicted"),
+    ("uncertainty", "uncert."),
+)
 
 
 def mask_cell(mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -44,11 +54,13 @@ def render_panel(
     true_layers: Sequence[np.ndarray],
     pred_layers: Sequence[np.ndarray],
     uncertainty: Sequence[np.ndarray],
+    labels: bool = True,
 ) -> Image.Image:
     """One row per image: the image, its true layers (green), the predicted layers (magenta), their uncertainty.
 
     ``images[i]`` uint8 (H,W,3); ``true_layers[i]`` and ``pred_layers[i]`` bool (K,H,W); ``uncertainty[i]``
-    float (K_pred,H,W). Images may differ in size: every cell is resized to the same square.
+    float (K_pred,H,W). Images may differ in size: every cell is resized to the same square. ``labels`` adds a
+    strip above the rows naming the four column groups.
     """
     num_true = max((len(t) for t in true_layers), default=0)
     num_pred = max((len(p) for p in pred_layers), default=0)
@@ -72,7 +84,22 @@ def render_panel(
         for k, mask in enumerate(pred_layers[row]):
             put(row, 2, k, mask_cell(mask, PRED_COLOUR))
             put(row, 3, k, uncertainty_cell(uncertainty[row][k]))
-    return Image.fromarray(panel)
+    if not labels:
+        return Image.fromarray(panel)
+    lefts = [GAP + start * (CELL_SIZE + GAP) + g * GROUP_GAP for g, start in enumerate(starts)]
+    return _with_column_labels(panel, lefts, [n * (CELL_SIZE + GAP) - GAP for n in groups])
+
+
+def _with_column_labels(panel: np.ndarray, lefts: Sequence[int], widths: Sequence[int]) -> Image.Image:
+    """``panel`` below a strip that names each column group at its left edge."""
+    out = Image.new("RGB", (panel.shape[1], panel.shape[0] + HEADER_HEIGHT), (BACKGROUND,) * 3)
+    out.paste(Image.fromarray(panel), (0, HEADER_HEIGHT))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default()
+    for (long, short), left, width in zip(COLUMN_LABELS, lefts, widths):
+        text = long if draw.textlength(long, font=font) <= width else short
+        draw.text((int(left), GAP), text, fill=LABEL_COLOUR, font=font)
+    return out
 
 
 def overlay(image: np.ndarray, layers: np.ndarray) -> Image.Image:
