@@ -10,6 +10,10 @@ file is read: the masks and their sizes are in the files.
 
 from __future__ import annotations
 
+from amodal_lightning.openmp import apply_spin_settings
+
+apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
+
 import json
 import logging
 from collections import Counter

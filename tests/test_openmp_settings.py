@@ -19,6 +19,7 @@ ENTRY_POINTS = (
     "amodal_lightning.evaluate",
     "amodal_lightning.data.check",
     "amodal_lightning.convert_sas",
+    "amodal_lightning.score",
 )
 
 

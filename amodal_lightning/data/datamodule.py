@@ -324,7 +324,9 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     def _task_dataset(self, split: str) -> TaskDataset:
         repeats = self.front_layer_repeats if not self.task.crops_objects else 1
-        return TaskDataset(self._collection(split), self.task, repeats if split == "train" else 1)
+        # Crops of scenes held in memory cost more to make than to keep: each is made once.
+        cache = self.source == "synthetic" and self.task.crops_objects
+        return TaskDataset(self._collection(split), self.task, repeats if split == "train" else 1, cache=cache)
 
     def _synthetic_split(self, split: str) -> InMemoryImages:
         offset = SPLITS.index(split) * SYNTHETIC_SPLIT_STRIDE

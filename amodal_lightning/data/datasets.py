@@ -151,9 +151,11 @@ class TaskDataset(Dataset):
 
     ``front_repeats`` > 1 lists each image's first sample that many times (for the layer task: layer 0, which
     decides every later layer of sequential inference, so a recipe can spend more of its steps on it).
+    ``cache`` keeps every sample once made (compactly: uint8 RGB, bool masks), for sources held in memory whose
+    samples cost more to make than to keep (the instance task's crops of generated scenes).
     """
 
-    def __init__(self, images: ImageCollection, task=None, front_repeats: int = 1):
+    def __init__(self, images: ImageCollection, task=None, front_repeats: int = 1, cache: bool = False):
         from amodal_lightning.tasks import SequentialLayersTask
 
         self.images = images
@@ -166,16 +168,42 @@ class TaskDataset(Dataset):
         extra = np.flatnonzero(within == 0).repeat(front_repeats - 1)
         self._image_index = np.concatenate([image_index, image_index[extra]])
         self._within = np.concatenate([within, within[extra]])
+        self._cache: dict[tuple[int, int], dict] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self._image_index)
 
     def __getitem__(self, index: int) -> dict:
-        return self.task.sample(self.images, int(self._image_index[index]), int(self._within[index]))
+        key = int(self._image_index[index]), int(self._within[index])
+        if self._cache is None:
+            return self.task.sample(self.images, *key)
+        if key not in self._cache:
+            self._cache[key] = _compact(self.task.sample(self.images, *key))
+        return _expand(self._cache[key])
 
     def image_ids(self) -> set[str]:
         """Ids of the images this dataset draws from."""
         return {self.images.image_id(i) for i in range(len(self.images))}
+
+
+def _compact(sample: dict) -> dict:
+    """A sample with its RGB as uint8 and its masks as bool: a quarter of the memory, restored exactly."""
+    out = {}
+    for key, value in sample.items():
+        if torch.is_tensor(value) and value.is_floating_point():
+            value = (value * PIXEL_MAX).round().to(torch.uint8) if key == IMAGE else value.bool()
+        out[key] = value
+    return out
+
+
+def _expand(sample: dict) -> dict:
+    """The inverse of :func:`_compact`."""
+    out = {}
+    for key, value in sample.items():
+        if torch.is_tensor(value) and value.dtype in (torch.uint8, torch.bool):
+            value = value.float().div_(PIXEL_MAX) if key == IMAGE else value.float()
+        out[key] = value
+    return out
 
 
 def LayerDataset(images: ImageCollection, front_layer_repeats: int = 1) -> TaskDataset:  # noqa: N802 - a shorthand

@@ -116,3 +116,15 @@ def test_the_read_out_contains_the_visible_mask_when_the_task_says_so():
 def test_a_layer_model_is_refused_by_per_object_inference():
     with pytest.raises(ConfigError, match="sequential_layers model, not a per-object"):
         InstanceInference(VisibleEcho(build_task("sequential_layers")), InferenceConfig(steps=2), SIZE)
+
+
+def test_cached_samples_are_the_samples_themselves():
+    images = scenes(3)
+    task = build_task("instance", image_size=SIZE)
+    plain, cached = TaskDataset(images, task), TaskDataset(images, task, cache=True)
+    for _ in range(2):  # made, then read back from the cache
+        for i in range(len(plain)):
+            want, got = plain[i], cached[i]
+            assert want.keys() == got.keys()
+            for key, value in want.items():
+                assert torch.equal(value, got[key]) if torch.is_tensor(value) else value == got[key]
