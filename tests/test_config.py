@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from amodal_lightning.config import compose, config_dir
 
-GROUPS = ["data", "model", "trainer", "callbacks", "logger", "debug", "experiment"]
+GROUPS = ["task", "data", "model", "trainer", "callbacks", "logger", "debug", "experiment"]
 SAS_UNET64_PARAMS = 82_960_130
 # Groups whose options are `# @package _global_`: their keys are set from the config's root.
 GLOBAL_GROUPS = ("debug", "experiment")
@@ -38,8 +38,12 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_resolves(group, option, tmp_path):
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
-    if group == "experiment" or option == "sas":
-        overrides.append(f"data.root={tmp_path}")  # the SAS layout needs a root; nothing is read here
+    own_keys = OmegaConf.load(config_dir() / group / f"{option}.yaml")
+    # What the user must give (a root, an annotation file and its images); nothing is read here.
+    if group == "experiment" or OmegaConf.is_missing(own_keys, "root"):
+        overrides.append(f"data.root={tmp_path}")
+    if OmegaConf.is_missing(own_keys, "annotations"):
+        overrides += [f"data.annotations={tmp_path}/a.json", f"data.images={tmp_path}"]
     cfg = compose("train", overrides)
     # Resolving catches broken interpolations; nothing may be left mandatory except what the user must give.
     container = OmegaConf.to_container(cfg, resolve=True)
