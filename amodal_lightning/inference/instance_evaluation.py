@@ -63,6 +63,10 @@ class InstanceEvaluator:
     ) -> tuple[list[ObjectPrediction], list[dict]]:
         """Predict and score a batch of images; returns their predictions and one row per scored object."""
         predictions = self.inference.predict(images, generator)
+        return predictions, self.score(images, predictions)
+
+    def score(self, images: Sequence[LayeredImage], predictions: Sequence[ObjectPrediction]) -> list[dict]:
+        """Score predictions already made for ``images``; returns one row per scored object."""
         rows = []
         for image, prediction in zip(images, predictions):
             keep = scored_objects(image)
@@ -84,7 +88,7 @@ class InstanceEvaluator:
             for entry, obj in zip(object_rows(image.image_id, scores), keep):
                 entry["object"] = int(obj)
                 rows.append(entry)
-        return predictions, rows
+        return rows
 
     def compute(self) -> dict[str, dict[str, float]]:
         """Metrics of every row (synced across processes when several run)."""
