@@ -62,7 +62,8 @@ def resize_image_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     shape = tuple(int(s) for s in shape)
     if image.shape[:2] == shape:
         return image
-    return np.asarray(Image.fromarray(image).resize((shape[1], shape[0]), IMAGE_RESAMPLE))
+    # np.array: a writable copy (PIL's buffer is read-only, which torch warns about).
+    return np.array(Image.fromarray(image).resize((shape[1], shape[0]), IMAGE_RESAMPLE))
 
 
 # ------------------------------------------------------------------------------------------------ layers

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, IMAGE, IMAGE_ID, OBJECT, OCCLUDERS, TARGET, VISIBLE
+from amodal_lightning.data.datasets import image_tensor, mask_tensor
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.masks import CropBox, crop_image, crop_masks, object_crop_box, others_union, whole_image_box
@@ -89,15 +90,15 @@ class InstanceTask:
         visible = np.asarray(record.visible[obj], dtype=bool)
         box = self.crop_box(visible)
         sample = {
-            IMAGE: torch.from_numpy(np.array(crop_image(record.image, box, size))).permute(2, 0, 1).float() / 255.0,
-            VISIBLE: _mask(crop_masks(visible, box, size)),
-            OCCLUDERS: _mask(crop_masks(others_union(np.asarray(record.visible, dtype=bool), obj), box, size)),
+            IMAGE: image_tensor(crop_image(record.image, box, size)),
+            VISIBLE: mask_tensor(crop_masks(visible, box, size)),
+            OCCLUDERS: mask_tensor(crop_masks(others_union(np.asarray(record.visible, dtype=bool), obj), box, size)),
             OBJECT: torch.tensor(obj, dtype=torch.int64),
             BOX: torch.tensor(box.as_tuple(), dtype=torch.int64),
             IMAGE_ID: record.image_id,
         }
         if record.amodal is not None:
-            sample[TARGET] = _mask(crop_masks(np.asarray(record.amodal[obj], dtype=bool), box, size))
+            sample[TARGET] = mask_tensor(crop_masks(np.asarray(record.amodal[obj], dtype=bool), box, size))
         return sample
 
     # ----------------------------------------------------------------------------------------- samples
@@ -127,5 +128,3 @@ class InstanceTask:
         return self.conditioning_from(batch), self.convention.mask(batch[TARGET])
 
 
-def _mask(mask: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)
