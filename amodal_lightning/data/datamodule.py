@@ -137,7 +137,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_rate: expected fraction of training draws taken from the noise folders.
         noise_seed: seed of the noise draws.
         front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
-        val_fraction, test_fraction: fractions of the SAS image ids held out (ignored for synthetic data).
+        val_fraction, test_fraction: fractions of a root's (or an annotation file's) image ids held out; required
+            for those sources, where the data configs give them, and ignored for synthetic data.
         split_seed: seed of the SAS id shuffle.
         synthetic: ``num_train``, ``num_val``, ``num_test`` scenes, plus any :class:`SceneGenerator` argument
             (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ``min_visible_fraction``, ...).
@@ -167,8 +168,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_rate: float = 0.0,
         noise_seed: int = 0,
         front_layer_repeats: int = 1,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
         split_seed: int = 0,
         synthetic: dict | None = None,
         pin_memory: bool | str = False,
@@ -206,6 +207,11 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             raise ConfigError(f"front_layer_repeats={front_layer_repeats!r}: expected a positive integer")
         if noise_rate > 0 and not noise_root:
             raise ConfigError(f"noise_root: required when noise_rate={noise_rate} > 0")
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if value is None and source != "synthetic":
+                raise ConfigError(f"{key}: required when source={source} (the fraction of its images held out)")
+        # Generated scenes have fixed split sizes (data.synthetic); their fractions hold nothing out.
+        val_fraction, test_fraction = float(val_fraction or 0.0), float(test_fraction or 0.0)
         if not (0.0 <= val_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 and val_fraction + test_fraction <= 1.0):
             raise ConfigError(
                 f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions in "

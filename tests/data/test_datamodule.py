@@ -380,3 +380,12 @@ def test_sas_config_requires_a_root(tmp_path):
     with pytest.raises(MissingMandatoryValue):
         instantiate(cfg.data, _convert_="all")
 
+
+def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
+    # The data configs are the one place the fractions' defaults live; the module has none of its own.
+    with pytest.raises(ConfigError, match=r"^val_fraction: required when source=sas"):
+        LayeredAmodalDataModule(source="sas", root=tmp_path, test_fraction=0.0)
+    cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
+    resolve_model_inputs(cfg)
+    dm = instantiate(cfg.data, _convert_="all")
+    assert (dm.val_fraction, dm.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)
