@@ -92,7 +92,7 @@ def test_optuna_search_runs_trials_and_optimises_the_returned_metric(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(returned))
     configs = [yaml.safe_load((sweep / str(n) / "checkpoints" / "config.yaml").read_text()) for n in range(2)]
-    lrs = {config["model"]["lr"] for config in configs}
+    lrs = {config["model"]["module"]["optimizer"]["lr"] for config in configs}
     assert len(lrs) == 2 and all(1e-4 <= lr <= 3e-3 for lr in lrs), "trials draw lr from the search space"
 
 

@@ -262,7 +262,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             return sizes, SceneGenerator(image_size=self.image_size, **kwargs)
         except ConfigError as err:
             # The scene size is the data's image_size, not a key of `synthetic`.
-            prefix = "" if str(err).startswith("image_size=") else "synthetic."
+            prefix = "" if str(err).startswith("image_size=") else "synthetic: "
             raise ConfigError(f"{prefix}{err}") from None
 
     # ----------------------------------------------------------------------------------------------- setup
