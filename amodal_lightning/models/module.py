@@ -26,6 +26,9 @@ from amodal_lightning.tasks import build_task
 # The validation's own settings; how it samples is the `inference` entry (an InferenceConfig mapping).
 VALIDATION_DEFAULTS = {"num_batches": 1, "seed": 0}
 VALIDATION_INFERENCE_KEY = "inference"
+VALIDATION_SAMPLING_KEY = f"validation.{VALIDATION_INFERENCE_KEY}"
+# Its full config key, for errors raised once training has started (past the instantiation that adds the path).
+VALIDATION_SAMPLING_CONFIG_KEY = f"model.module.{VALIDATION_SAMPLING_KEY}"
 # Checkpoints written before the sampling settings were one inference config name them so; read as the new keys.
 LEGACY_VALIDATION_SAMPLING = {"sample_steps": "steps", "sampler": "sampler", "eta": "eta"}
 
@@ -203,6 +206,9 @@ class AmodalDiffusionModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ speed
     def setup(self, stage: str) -> None:
         if stage == "fit":
+            # Steps the schedule cannot honour fail before training, in one line, not at the first validation
+            # (checked here, not at construction, so that any checkpoint still loads for inference).
+            self.validation_sampling.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY)
             # Callbacks' setup (the EMA copy of the weights among them) has run: the copy stays a plain module.
             self.apply_performance_options(self.trainer.strategy.root_device)
 
@@ -270,7 +276,7 @@ def _validation_settings(validation: dict | None) -> tuple[dict, InferenceConfig
             f"validation.{unknown[0]}: unknown setting; expected one of "
             f"{sorted([*VALIDATION_DEFAULTS, VALIDATION_INFERENCE_KEY])}"
         )
-    return {**VALIDATION_DEFAULTS, **settings}, InferenceConfig.from_mapping(sampling, "validation.inference")
+    return {**VALIDATION_DEFAULTS, **settings}, InferenceConfig.from_mapping(sampling, VALIDATION_SAMPLING_KEY)
 
 
 def _performance_options(performance: dict | None) -> dict:

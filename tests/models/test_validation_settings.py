@@ -43,3 +43,10 @@ def test_an_unknown_validation_setting_is_one_line(tmp_path):
         AmodalDiffusionModule(**_hparams(tmp_path, validation={"samples": 3}))
     with pytest.raises(ConfigError, match=r"^validation.inference.stepz: unknown setting"):
         AmodalDiffusionModule(**_hparams(tmp_path, validation={"inference": {"stepz": 3}}))
+
+
+def test_validation_steps_the_schedule_cannot_honour_fail_before_training(tmp_path):
+    # Loading for inference does not check them; a training run does, in one line naming the full key.
+    module = AmodalDiffusionModule(**_hparams(tmp_path, validation={"inference": {"steps": 1}}))
+    with pytest.raises(ConfigError, match=r"^model.module.validation.inference.steps=1: the model's diffusion"):
+        module.setup("fit")
