@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -34,10 +35,12 @@ def config_dir() -> Path:
 
 
 def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose a config outside ``@hydra.main`` (tests, notebooks), with ``paths.output_dir`` left to the caller."""
+    """Compose a config outside ``@hydra.main`` (tests, notebooks), with ``paths.output_dir`` left to the caller.
+    A key that moved is refused in one line naming its new place (:func:`refuse_moved_keys`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    refuse_moved_keys(overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
@@ -49,6 +52,115 @@ def to_container(cfg: DictConfig) -> dict:
 
 TASK_GROUP = "task"
 MODEL_TASK_KEY = "model.module.task"
+MODEL_IMAGE_SIZE_KEY = "model.image_size"
+
+# Keys that moved, by their old spelling: a command-line override of one is refused in one line naming the new key.
+_PANEL_SAMPLING = {
+    "callbacks.layer_panel": ("sampler", "ensemble_size", "combine", "empty_fraction", "merge_disjoint", "max_layers"),
+    "callbacks.instance_panel": ("sampler", "ensemble_size", "batch_size"),
+}
+MOVED_KEYS = {
+    "model.max_steps": "trainer.max_steps",
+    "model.max_time": "trainer.max_time",
+    "model.gradient_clip_val": "trainer.gradient_clip_val",
+    "model.global_batch_size": "data.batch_size",
+    "model.front_layer_repeats": "data.front_layer_repeats",
+    "model.lr": "model.module.optimizer.lr",
+    "model.weight_decay": "model.module.optimizer.weight_decay",
+    "model.ema_decay": "callbacks.ema.decay",
+    "model.module.validation.sample_steps": "model.module.validation.inference.steps",
+    "model.module.validation.sampler": "model.module.validation.inference.sampler",
+    "model.module.validation.eta": "model.module.validation.inference.eta",
+    "data.image_size": MODEL_IMAGE_SIZE_KEY,
+    **{f"{panel}.sample_steps": f"{panel}.inference.steps" for panel in _PANEL_SAMPLING},
+    **{f"{panel}.{key}": f"{panel}.inference.{key}" for panel, keys in _PANEL_SAMPLING.items() for key in keys},
+}
+# The key of a command-line override: after any +, ++ or ~ and before =.
+_OVERRIDE_KEY = re.compile(r"^[+~]*([^=@]+)")
+# The config key an error message starts with: `key=value: ...`, `key: ...` or `key, other: ...`.
+_LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*)(?=[=:,])")
+
+
+def refuse_moved_keys(overrides: Sequence[str]) -> None:
+    """Refuse an override of a key that moved (``model.max_steps=...``) in one line naming where it lives now."""
+    for override in overrides:
+        match = _OVERRIDE_KEY.match(override.strip())
+        key = match.group(1).strip() if match else ""
+        if key in MOVED_KEYS:
+            raise ConfigError(f"{key}: moved to {MOVED_KEYS[key]}")
+
+
+# Arguments an entry point fills from another group's key, by the path they are given at: errors name that key.
+GIVEN_KEYS = {"data": {"image_size": MODEL_IMAGE_SIZE_KEY}}
+
+
+def at_path(path: str, message: str, root_keys: Sequence[str] = ()) -> str:
+    """``message`` of an error raised inside what ``path`` configures, with its leading argument named by its full
+    config key (``val_fraction=...`` -> ``data.val_fraction=...``; an argument the entry point fills, such as the
+    data's ``image_size``, by the key it comes from). A message that already starts with a key of the config's root
+    (``task.crop=...``) is left as it is."""
+    match = _LEADING_KEY.match(message)
+    if not match or match.group(1).split(".")[0] in root_keys:
+        return message
+    given = GIVEN_KEYS.get(path, {}).get(match.group(1))
+    if given:
+        return given + message[match.end(1) :]
+    return f"{path}.{message}"
+
+
+def _config_error_in(exc: BaseException) -> ConfigError | None:
+    """The ConfigError behind ``exc``, looking through Hydra's instantiation wrapper."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConfigError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def instantiate_at(cfg: DictConfig, path: str, **kwargs):
+    """Instantiate the config node at ``path`` (``data``, ``model.module``); a :class:`ConfigError` raised inside,
+    which names the argument at fault, is raised again naming the full config key. The one place config paths are
+    added to the errors of what the configs build."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(OmegaConf.select(cfg, path), _convert_="all", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised as it is unless a config error is behind it
+        error = _config_error_in(exc)
+        if error is None:
+            raise
+        raise ConfigError(at_path(path, str(error), list(cfg.keys()))) from None
+
+
+TARGET_KEY = "_target_"
+# Groups whose entries are each one object to build.
+BUILT_GROUPS = ("callbacks", "logger")
+
+
+def drop_unbuilt_entries(cfg: DictConfig) -> list[str]:
+    """Remove (in place) the entries of the callbacks and logger groups that have nothing to build: a recipe's
+    setting for a callback the chosen group leaves out (the EMA decay with ``callbacks=none``). Returns their keys."""
+    dropped = []
+    with open_dict(cfg):
+        for name in BUILT_GROUPS:
+            group = cfg.get(name)
+            if not isinstance(group, DictConfig):
+                continue
+            for key in [k for k, entry in group.items() if isinstance(entry, DictConfig) and TARGET_KEY not in entry]:
+                del group[key]
+                dropped.append(f"{name}.{key}")
+    return dropped
+
+
+def resolve_model_inputs(cfg: DictConfig) -> int:
+    """Give the data the model's image size (in place): the data group does not read the model group, the entry
+    point passes it. Returns the size."""
+    size = cfg.model.get("image_size")
+    with open_dict(cfg):
+        cfg.data.image_size = size
+    return size
 
 
 def resolve_task(cfg: DictConfig) -> dict:

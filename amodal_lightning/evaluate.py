@@ -15,15 +15,21 @@ apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its 
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
+from amodal_lightning.config import (
+    config_dir,
+    instantiate_at,
+    refuse_moved_keys,
+    to_container,
+    user_errors_as_one_line,
+)
 from amodal_lightning.data.coco_export import amodal_result, write_results
 from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
@@ -83,10 +89,11 @@ def evaluate(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
     settings = InferenceConfig.from_mapping(to_container(cfg.inference))
-    cfg.model.image_size = loaded.image_size
     data = data_config(cfg, loaded.run_config)
+    # The data group does not read the model's size; the checkpoint gives it.
+    data["image_size"] = loaded.image_size
     data["task"] = task_config(loaded.module)
-    datamodule = instantiate(OmegaConf.create(data), _convert_="all")
+    datamodule = instantiate_at(OmegaConf.create({"data": data}), "data")
     collection = native_resolution(datamodule.scenes(cfg.split))
     count = len(collection) if cfg.num_images is None else min(int(cfg.num_images), len(collection))
     if count == 0:
@@ -164,10 +171,17 @@ def _evaluate_layers(loaded, settings, collection, count: int, cfg: DictConfig) 
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():
         evaluate(cfg)
+
+
+def main() -> None:
+    """Command-line entry point: a key that moved is refused in one line before Hydra composes the config."""
+    with user_errors_as_one_line():
+        refuse_moved_keys(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

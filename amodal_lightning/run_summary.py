@@ -31,7 +31,8 @@ def summarise_run(global_step: int, metrics: Mapping[str, float], cfg: DictConfi
     lines.extend(f"  {name:<45} {value:.4f}" for name, value in shown)
     checkpoint = Path(cfg.paths.checkpoint_dir) / LAST_CHECKPOINT
     lines.append(f"  checkpoint: {checkpoint if checkpoint.is_file() else 'none written'}")
-    panel_dir = cfg.get("callbacks", {}) and cfg.callbacks.get("layer_panel") and cfg.callbacks.layer_panel.dirpath
+    panel_config = cfg.get("callbacks", {}) and cfg.callbacks.get("layer_panel")
+    panel_dir = panel_config and panel_config.get("dirpath")
     panel = Path(panel_dir) / LAST_PANEL if panel_dir else None
     if panel is not None and panel.is_file():
         lines.append(f"  layer panel: {panel}")

@@ -26,18 +26,29 @@ from omegaconf import DictConfig
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
-from amodal_lightning.config import config_dir, in_multirun, resolve_task, to_container, user_errors_as_one_line
+from amodal_lightning.config import (
+    config_dir,
+    drop_unbuilt_entries,
+    in_multirun,
+    instantiate_at,
+    refuse_moved_keys,
+    resolve_model_inputs,
+    resolve_task,
+    to_container,
+    user_errors_as_one_line,
+)
 from amodal_lightning.hardware import check_hardware
 from amodal_lightning.run_summary import print_run_summary
 
 log = logging.getLogger(__name__)
 
 
-def _instantiate_group(group: DictConfig | None) -> list:
+def _instantiate_group(cfg: DictConfig, name: str) -> list:
     """Instantiate every entry of a config group such as ``callbacks`` or ``logger``; empty or null gives []."""
+    group = cfg.get(name)
     if not group:
         return []
-    return [instantiate(entry, _convert_="all") for entry in group.values() if entry]
+    return [instantiate_at(cfg, f"{name}.{key}") for key, entry in group.items() if entry]
 
 
 class _LastValidatedStep(L.Callback):
@@ -60,14 +71,16 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     check_hardware(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
     resolve_task(cfg)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    module = instantiate(cfg.model.module, _convert_="all")
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    resolve_model_inputs(cfg)
+    drop_unbuilt_entries(cfg)
+    datamodule = instantiate_at(cfg, "data")
+    module = instantiate_at(cfg, "model.module")
+    callbacks = _instantiate_group(cfg, "callbacks")
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)
-    loggers = _instantiate_group(cfg.get("logger"))
+    loggers = _instantiate_group(cfg, "logger")
     if not loggers:
         # logger=none: the learning-rate monitor has nowhere to write (and Lightning refuses it without a logger).
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
@@ -96,7 +109,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
     with user_errors_as_one_line(in_sweep=in_multirun()):
         try:
@@ -105,6 +118,13 @@ def main(cfg: DictConfig) -> float | None:
             # Lightning stopped after the current step (the checkpoint callbacks saved what they could).
             sys.exit(SIGTERM_EXIT_CODE)
     return metrics.get(cfg.optimized_metric)
+
+
+def main() -> None:
+    """Command-line entry point: a key that moved is refused in one line before Hydra composes the config."""
+    with user_errors_as_one_line():
+        refuse_moved_keys(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -51,11 +51,11 @@ TINY_TRAIN = (
     "data.synthetic.num_train=48",
     "data.synthetic.num_val=8",
     "data.synthetic.num_test=8",
-    "model.global_batch_size=8",
+    "data.batch_size=8",
     "trainer.max_steps=2",
     "+trainer.num_sanity_val_steps=0",
-    "model.module.validation.sample_steps=2",
-    "callbacks.layer_panel.sample_steps=2",
+    "model.module.validation.inference.steps=2",
+    "callbacks.layer_panel.inference.steps=2",
     "logger=csv",
 )
 

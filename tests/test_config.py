@@ -5,12 +5,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from amodal_lightning.config import compose, config_dir
+from amodal_lightning.config import compose, config_dir, resolve_model_inputs
 
-GROUPS = ["task", "data", "model", "trainer", "callbacks", "logger", "debug", "experiment"]
+GROUPS = ["task", "data", "model", "trainer", "callbacks", "logger", "debug", "experiment", "recipe"]
 SAS_UNET64_PARAMS = 82_960_130
 # Groups whose options are `# @package _global_`: their keys are set from the config's root.
-GLOBAL_GROUPS = ("debug", "experiment")
+GLOBAL_GROUPS = ("debug", "experiment", "recipe")
 # Set by train.yaml itself, which comes after its groups (`_self_` last).
 OVERRIDDEN_BY_ROOT = {"task_name"}
 
@@ -56,13 +56,13 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
         if (isinstance(value, str) and ("${" in value or value == "???")) or key in OVERRIDDEN_BY_ROOT:
             continue  # an interpolation (resolved above), a value given on the command line, or the root's own
         assert _get(target, key) == value, f"{group}={option}: {key} is {_get(target, key)!r}, the file says {value!r}"
-    assert container["data"]["image_size"] == container["model"]["image_size"]
 
 
 def test_default_config_uses_whatever_hardware_is_present(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}"])
     assert cfg.trainer.accelerator == "auto" and cfg.trainer.devices == "auto"
     assert cfg.trainer.max_steps > 0, "training must end"
+    resolve_model_inputs(cfg)
     assert cfg.data.image_size == cfg.model.image_size
 
 
@@ -72,10 +72,14 @@ def test_no_device_ordinal_in_any_config():
         assert "cuda:" not in text, f"{path} hard-codes a device"
 
 
-def test_unet64_is_exactly_the_sas_network(tmp_path, golden_unet64_keys):
-    cfg = compose("train", ["model=unet64", f"paths.output_dir={tmp_path}"])
-    assert cfg.model.image_size == 64 and cfg.model.global_batch_size == 256
-    assert cfg.model.lr == 1e-4 and cfg.model.ema_decay == 0.9999
+@pytest.mark.parametrize("choice", [["model=unet64", "trainer.devices=auto"], ["experiment=sas_unet64"]])
+def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_keys, choice):
+    cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", f"data.root={tmp_path}"])
+    optimizer = cfg.model.module.optimizer
+    assert cfg.model.image_size == 64 and cfg.data.batch_size == 256
+    assert optimizer.lr == 1e-4 and optimizer.weight_decay == 0.0 and optimizer.schedule == "constant"
+    assert cfg.callbacks.ema.decay == 0.9999 and cfg.trainer.gradient_clip_val is None
+    assert cfg.trainer.max_steps == 150_000 and cfg.trainer.max_time is None and cfg.data.front_layer_repeats == 1
     unet_kwargs = OmegaConf.to_container(cfg.model.module.unet, resolve=True)
     from amodal_lightning.models.unet import UNetModel
 
@@ -108,3 +112,30 @@ def test_wandb_logger_needs_no_account(tmp_path, monkeypatch):
     # Disabled: a no-op run that writes nothing, with no account or network.
     assert logger.experiment.disabled
     assert not (tmp_path / "wandb").exists()
+
+
+def test_the_quickstart_is_the_default_and_trains_as_before(tmp_path):
+    cfg = compose("train", [f"paths.output_dir={tmp_path}"])
+    optimizer = cfg.model.module.optimizer
+    assert cfg.model.image_size == 32 and cfg.data.batch_size == 64 and cfg.data.front_layer_repeats == 4
+    assert optimizer.lr == 3e-3 and optimizer.schedule == "linear_tail" and optimizer.decay_fraction == 0.2
+    assert cfg.callbacks.ema.decay == 0.99 and cfg.trainer.gradient_clip_val == 1.0
+    assert cfg.trainer.max_steps == 8000 and cfg.trainer.max_time == "00:00:09:00"
+    assert cfg.model.module.validation.inference.steps == 10 == cfg.callbacks.layer_panel.inference.steps
+    assert cfg.callbacks.instance_panel.inference.steps == 10
+    # The panels' cheaper settings, the rest from conf/inference/default.yaml.
+    panel = cfg.callbacks.layer_panel.inference
+    assert panel.ensemble_size == 2 and panel.batch_size == 16 and panel.combine == "sas"
+    assert cfg.callbacks.instance_panel.inference.ensemble_size == 3
+    assert cfg.callbacks.instance_panel.inference.batch_size == 64
+    # The per-object task composes with the quickstart too.
+    instance = compose("train", ["task=instance", f"paths.output_dir={tmp_path}"])
+    assert instance.task.name == "instance" and instance.data.batch_size == 64
+
+
+def test_no_group_reads_another_groups_keys():
+    for path in config_dir().rglob("*.yaml"):
+        group = path.relative_to(config_dir()).parts[0]
+        for other in ("model", "data", "trainer", "callbacks", "task", "recipe", "experiment"):
+            if other != group:
+                assert "${" + other + "." not in path.read_text(), f"{path} reads ${{{other}.…}}"

@@ -26,11 +26,11 @@ TINY_INSTANCE = [
     "data.synthetic.num_train=24",
     "data.synthetic.num_val=4",
     "data.synthetic.num_test=6",
-    "model.global_batch_size=8",
+    "data.batch_size=8",
     "trainer.max_steps=2",
     "+trainer.num_sanity_val_steps=0",
-    "model.module.validation.sample_steps=2",
-    "callbacks.instance_panel.sample_steps=2",
+    "model.module.validation.inference.steps=2",
+    "callbacks.instance_panel.inference.steps=2",
     "logger=csv",
 ]
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.batch_size=16"]
@@ -129,7 +129,7 @@ def test_a_folder_of_plain_images_is_refused_by_a_per_object_model(instance_ckpt
 def test_a_per_object_root_is_refused_by_a_layer_model(tmp_path):
     run = tmp_path / "layers"
     layer_train = [t for t in TINY_INSTANCE if t != "task=instance" and "instance_panel" not in t]
-    train(compose("train", [f"paths.output_dir={run}", *layer_train, "callbacks.layer_panel.sample_steps=2"]))
+    train(compose("train", [f"paths.output_dir={run}", *layer_train, "callbacks.layer_panel.inference.steps=2"]))
     root = object_root(tmp_path / "in", count=1)
     args = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={root}", *FAST]
     result = run_cli("amodal_lightning.predict", args, tmp_path)

@@ -20,7 +20,7 @@ TINY_JOB = [
     "trainer.val_check_interval=2",
     "data.synthetic.num_train=48",
     "data.synthetic.num_val=8",
-    "model.global_batch_size=8",
+    "data.batch_size=8",
     "callbacks.checkpoint.every_n_train_steps=2",
 ]
 # tests/record_return.py: writes each job's return value into its folder
@@ -47,7 +47,9 @@ def last_logged(job: Path, key: str) -> float:
 @pytest.mark.slow
 def test_basic_multirun_returns_the_metric_and_logs_one_wandb_run_per_job(tmp_path):
     result = run_train(
-        ["-m", "model.lr=1e-4,2e-4", *TINY_JOB, "logger=[csv,wandb]", RECORD_RETURNS], tmp_path, WANDB_MODE="offline"
+        ["-m", "model.module.optimizer.lr=1e-4,2e-4", *TINY_JOB, "logger=[csv,wandb]", RECORD_RETURNS],
+        tmp_path,
+        WANDB_MODE="offline",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/[0-9]"))
@@ -90,7 +92,7 @@ def test_optuna_search_runs_trials_and_optimises_the_returned_metric(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(returned))
     configs = [yaml.safe_load((sweep / str(n) / "checkpoints" / "config.yaml").read_text()) for n in range(2)]
-    lrs = {config["model"]["lr"] for config in configs}
+    lrs = {config["model"]["module"]["optimizer"]["lr"] for config in configs}
     assert len(lrs) == 2 and all(1e-4 <= lr <= 3e-3 for lr in lrs), "trials draw lr from the search space"
 
 

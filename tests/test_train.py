@@ -20,7 +20,7 @@ TINY = [
     "data.synthetic.num_train=48",
     "data.synthetic.num_val=8",
     "data.synthetic.num_test=8",
-    "model.global_batch_size=8",
+    "data.batch_size=8",
     "logger=csv",
 ]
 
@@ -144,7 +144,7 @@ def test_a_decaying_rate_ends_with_the_run_and_resumes_where_it_stopped(tmp_path
     schedule = "++model.module.optimizer.schedule=cosine"
     cfg = tiny_config(first, schedule)
     train(cfg)  # 10 steps
-    lr = cfg.model.lr
+    lr = cfg.model.module.optimizer.lr
     half = read_checkpoint(first / "checkpoints" / "step0000005.ckpt")  # our loader: plain data only
     assert half["lr_schedulers"][0]["last_epoch"] == 5
     assert half["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5)
@@ -174,7 +174,8 @@ def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_multirun_two_jobs_write_under_outputs(tmp_path):
-    result = _run_cli(["-m", "model.lr=1e-4,2e-4", "debug=default", "trainer.max_steps=2", *TINY], tmp_path)
+    lrs = "model.module.optimizer.lr=1e-4,2e-4"
+    result = _run_cli(["-m", lrs, "debug=default", "trainer.max_steps=2", *TINY], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/[0-9]"))
     assert [j.name for j in jobs] == ["0", "1"]
@@ -195,7 +196,7 @@ def test_multirun_two_jobs_write_under_outputs(tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, override, expected):
-    result = _run_cli([*override.format(tmp=tmp_path).split(), "debug=fdr", "model.global_batch_size=8"], tmp_path)
+    result = _run_cli([*override.format(tmp=tmp_path).split(), "debug=fdr", "data.batch_size=8"], tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]

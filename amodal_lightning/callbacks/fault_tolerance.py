@@ -82,8 +82,8 @@ class StopOnNonFiniteLoss(L.Callback):
         # global_step counts completed optimiser steps: the failing one would have been step global_step + 1.
         raise NonFiniteLossError(
             f"non-finite training loss ({value}) at step {trainer.global_step + 1}: training stopped without saving "
-            f"this state; last good checkpoint: {last_good_checkpoint(trainer) or 'none'} (lower model.lr, or check "
-            "the data for NaN or infinite values)"
+            f"this state; last good checkpoint: {last_good_checkpoint(trainer) or 'none'} (lower "
+            "model.module.optimizer.lr, or check the data for NaN or infinite values)"
         )
 
 

@@ -5,6 +5,7 @@ Listed before the EMA callback, it runs at the end of a validation while the EMA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +21,7 @@ from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox, crop_image, crop_map, crop_masks
 
 CONFIG_KEY = "callbacks.instance_panel"
+INFERENCE_KEY = f"{CONFIG_KEY}.inference"
 METRIC_PREFIX = "val_objects"
 PANEL_KEY = f"{METRIC_PREFIX}/panel"
 PER_OBJECT_KEY = f"{METRIC_PREFIX}/per_object"
@@ -41,9 +43,10 @@ class InstanceEvaluation(L.Callback):
         num_images: size of the fixed validation subset.
         panel_objects: rows of the panel.
         every_n_steps: least number of steps between two runs; None runs at every validation.
-        sample_steps, sampler, ensemble_size: the inference settings (cheap by default).
-        batch_size: objects sampled together.
         seed: seed of the sampling noise (the same noise at every run, so runs compare).
+        inference: the sampling settings, keys of :class:`~amodal_lightning.inference.sequential.InferenceConfig`
+            (missing ones: ``conf/inference/default.yaml``'s; the layer settings do not apply, ``batch_size``
+            counts objects); the config makes them cheaper than predict's.
     """
 
     def __init__(
@@ -52,26 +55,21 @@ class InstanceEvaluation(L.Callback):
         num_images: int = 16,
         panel_objects: int = 8,
         every_n_steps: int | None = None,
-        sample_steps: int = 10,
-        sampler: str = "ddim",
-        ensemble_size: int = 3,
-        batch_size: int = 64,
         seed: int = 0,
+        inference: Mapping | None = None,
     ):
         self.dirpath = Path(dirpath)
         self.num_images = int(num_images)
         self.panel_objects = int(panel_objects)
         self.every_n_steps = every_n_steps
         self.seed = seed
-        self.config = InferenceConfig(
-            steps=sample_steps, sampler=sampler, ensemble_size=ensemble_size, batch_size=batch_size
-        )
+        self.config = InferenceConfig.from_mapping(inference, INFERENCE_KEY)
         self.last_step: int | None = None
         self.last_metrics: dict[str, float] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if pl_module.task.crops_objects:
-            self.config.check(pl_module.diffusion.num_timesteps, CONFIG_KEY)
+            self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
 
     def _due(self, step: int) -> bool:
         if self.last_step is None:
@@ -89,7 +87,7 @@ class InstanceEvaluation(L.Callback):
         subset = trainer.datamodule.panel_scenes(self.num_images)
         if not subset:
             return
-        inference = InstanceInference(pl_module, self.config, model_image_size(pl_module), key=CONFIG_KEY)
+        inference = InstanceInference(pl_module, self.config, model_image_size(pl_module), key=INFERENCE_KEY)
         evaluator = InstanceEvaluator(inference)
         generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
         was_training = pl_module.training

@@ -5,18 +5,19 @@ Listed before the EMA callback, it runs at the end of a validation while the EMA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from amodal_lightning.inference.ensemble import DEFAULT_EMPTY_FRACTION, SAS
 from amodal_lightning.inference.evaluation import ImageResult, LayerEvaluator, write_rows
 from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render import render_panel
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 
 CONFIG_KEY = "callbacks.layer_panel"
+INFERENCE_KEY = f"{CONFIG_KEY}.inference"
 METRIC_PREFIX = "val_layers"
 PANEL_KEY = f"{METRIC_PREFIX}/panel"
 PER_IMAGE_KEY = f"{METRIC_PREFIX}/per_image"
@@ -40,10 +41,10 @@ class LayerEvaluation(L.Callback):
         num_images: size of the fixed validation subset.
         panel_images: rows of the panel.
         every_n_steps: least number of steps between two runs; None runs at every validation.
-        max_layers, sample_steps, sampler, ensemble_size, combine, empty_fraction, merge_disjoint: the inference
-            settings (see :class:`~amodal_lightning.inference.sequential.InferenceConfig`); cheap by default.
         teacher_forced: also score layers predicted from the true layers in front of them.
         seed: seed of the sampling noise (the same noise at every run, so runs compare).
+        inference: the sampling settings, keys of :class:`~amodal_lightning.inference.sequential.InferenceConfig`
+            (missing ones: ``conf/inference/default.yaml``'s); the config makes them cheaper than predict's.
     """
 
     def __init__(
@@ -52,15 +53,9 @@ class LayerEvaluation(L.Callback):
         num_images: int = 16,
         panel_images: int = 6,
         every_n_steps: int | None = None,
-        max_layers: int = 5,
-        sample_steps: int = 25,
-        sampler: str = "ddim",
-        ensemble_size: int = 2,
-        combine: str = SAS,
-        empty_fraction: float = DEFAULT_EMPTY_FRACTION,
-        merge_disjoint: bool = False,
         teacher_forced: bool = False,
         seed: int = 0,
+        inference: Mapping | None = None,
     ):
         self.dirpath = Path(dirpath)
         self.num_images = int(num_images)
@@ -68,22 +63,13 @@ class LayerEvaluation(L.Callback):
         self.every_n_steps = every_n_steps
         self.teacher_forced = teacher_forced
         self.seed = seed
-        self.config = InferenceConfig(
-            steps=sample_steps,
-            sampler=sampler,
-            ensemble_size=ensemble_size,
-            combine=combine,
-            empty_fraction=empty_fraction,
-            max_layers=max_layers,
-            merge_disjoint=merge_disjoint,
-            batch_size=max(self.num_images, 1),
-        )
+        self.config = InferenceConfig.from_mapping(inference, INFERENCE_KEY)
         self.last_step: int | None = None
         self.last_metrics: dict[str, float] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # A setting the model cannot honour (e.g. more steps than its schedule) fails before training, not after.
-        self.config.check(pl_module.diffusion.num_timesteps, CONFIG_KEY)
+        self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
 
     def _due(self, step: int) -> bool:
         if self.last_step is None:
@@ -102,7 +88,7 @@ class LayerEvaluation(L.Callback):
         subset = trainer.datamodule.panel_scenes(self.num_images)
         if not subset:
             return
-        inference = SequentialInference(pl_module, self.config, key=CONFIG_KEY)
+        inference = SequentialInference(pl_module, self.config, key=INFERENCE_KEY)
         evaluator = LayerEvaluator(
             inference,
             model_image_size(pl_module),

@@ -106,14 +106,14 @@ def _auto_or_int(key: str, value) -> int | str:
     except (TypeError, ValueError):
         number = -1
     if number < 0 or isinstance(value, bool):
-        raise ConfigError(f"data.{key}={value!r}: expected 0 or more, or auto")
+        raise ConfigError(f"{key}={value!r}: expected 0 or more, or auto")
     return number
 
 
 def _auto_or_bool(key: str, value) -> bool | str:
     if value == AUTO or isinstance(value, bool):
         return value
-    raise ConfigError(f"data.{key}={value!r}: expected true, false or auto")
+    raise ConfigError(f"{key}={value!r}: expected true, false or auto")
 
 
 def _generator_keys() -> set[str]:
@@ -123,6 +123,9 @@ def _generator_keys() -> set[str]:
 
 class LayeredAmodalDataModule(L.LightningDataModule):
     """Training, validation and test samples of layered amodal segmentation in one canonical batch format.
+
+    A bad argument is a :class:`ConfigError` naming the argument (``val_fraction=...``); the entry points name it
+    by its config key (``data.val_fraction=...``, :func:`amodal_lightning.config.instantiate_at`).
 
     Args:
         source: ``"synthetic"`` (generated scenes) or ``"sas"`` (a SAS folder root).
@@ -134,7 +137,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_rate: expected fraction of training draws taken from the noise folders.
         noise_seed: seed of the noise draws.
         front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
-        val_fraction, test_fraction: fractions of the SAS image ids held out (ignored for synthetic data).
+        val_fraction, test_fraction: fractions of a root's (or an annotation file's) image ids held out; required
+            for those sources, where the data configs give them, and ignored for synthetic data.
         split_seed: seed of the SAS id shuffle.
         synthetic: ``num_train``, ``num_val``, ``num_test`` scenes, plus any :class:`SceneGenerator` argument
             (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ``min_visible_fraction``, ...).
@@ -164,8 +168,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_rate: float = 0.0,
         noise_seed: int = 0,
         front_layer_repeats: int = 1,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        val_fraction: float | None = None,
+        test_fraction: float | None = None,
         split_seed: int = 0,
         synthetic: dict | None = None,
         pin_memory: bool | str = False,
@@ -183,12 +187,12 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         # The task is the module's hyperparameter (saved with the checkpoint); logged once, from there.
         self.save_hyperparameters(ignore=["task"])
         if source not in SOURCES:
-            raise ConfigError(f"data.source: unknown source {source!r}; expected one of {list(SOURCES)}")
+            raise ConfigError(f"source: unknown source {source!r}; expected one of {list(SOURCES)}")
         if source in FOLDER_SOURCES and not root:
-            raise ConfigError(f"data.root: a root folder is required when data.source={source}")
+            raise ConfigError(f"root: a root folder is required when source={source}")
         for key, value in (("annotations", annotations), ("images", images)):
             if source in ANNOTATION_SOURCES and not value:
-                raise ConfigError(f"data.{key}: required when data.source={source} (an annotation file and its images)")
+                raise ConfigError(f"{key}: required when source={source} (an annotation file and its images)")
         self.annotations = Path(annotations) if annotations else None
         self.images = Path(images) if images else None
         self.include_stuff = bool(include_stuff)
@@ -196,19 +200,24 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.cache_size = int(cache_size)
         for key, value in (("image_size", image_size), ("batch_size", batch_size)):
             if int(value) < 1:
-                raise ConfigError(f"data.{key}={value}: expected a positive integer")
+                raise ConfigError(f"{key}={value}: expected a positive integer")
         if not 0.0 <= noise_rate <= 1.0:
-            raise ConfigError(f"data.noise_rate={noise_rate}: expected a fraction in [0, 1]")
+            raise ConfigError(f"noise_rate={noise_rate}: expected a fraction in [0, 1]")
         if isinstance(front_layer_repeats, bool) or not isinstance(front_layer_repeats, int) or front_layer_repeats < 1:
-            raise ConfigError(f"data.front_layer_repeats={front_layer_repeats!r}: expected a positive integer")
+            raise ConfigError(f"front_layer_repeats={front_layer_repeats!r}: expected a positive integer")
         if noise_rate > 0 and not noise_root:
-            raise ConfigError(f"data.noise_root: required when data.noise_rate={noise_rate} > 0")
+            raise ConfigError(f"noise_root: required when noise_rate={noise_rate} > 0")
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if value is None and source != "synthetic":
+                raise ConfigError(f"{key}: required when source={source} (the fraction of its images held out)")
+        # Generated scenes have fixed split sizes (data.synthetic); their fractions hold nothing out.
+        val_fraction, test_fraction = float(val_fraction or 0.0), float(test_fraction or 0.0)
         if not (0.0 <= val_fraction <= 1.0 and 0.0 <= test_fraction <= 1.0 and val_fraction + test_fraction <= 1.0):
             raise ConfigError(
-                f"data.val_fraction={val_fraction}, data.test_fraction={test_fraction}: expected fractions in "
+                f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions in "
                 "[0, 1] summing to at most 1"
             )
-        check_orientations(augment_orientations, "data.augment_orientations")
+        check_orientations(augment_orientations, "augment_orientations")
         task = {key: value for key, value in dict(task or {}).items() if key != "convention"}
         self.task = build_task(**task, image_size=int(image_size))
         self.source = source
@@ -241,18 +250,20 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         known = set(SYNTHETIC_DEFAULTS) | _generator_keys()
         for key in synthetic:
             if key not in known:
-                raise ConfigError(f"data.synthetic.{key}: unknown key; expected one of {sorted(known)}")
+                raise ConfigError(f"synthetic.{key}: unknown key; expected one of {sorted(known)}")
         sizes = {key: int(synthetic.get(key, default)) for key, default in SYNTHETIC_DEFAULTS.items()}
         for key, value in sizes.items():
             if not 0 <= value < SYNTHETIC_SPLIT_STRIDE:
-                raise ConfigError(f"data.synthetic.{key}={value}: expected 0 <= value < {SYNTHETIC_SPLIT_STRIDE}")
+                raise ConfigError(f"synthetic.{key}={value}: expected 0 <= value < {SYNTHETIC_SPLIT_STRIDE}")
         if self.source != "synthetic":
             return sizes, None
         kwargs = {key: value for key, value in synthetic.items() if key not in SYNTHETIC_DEFAULTS}
         try:
             return sizes, SceneGenerator(image_size=self.image_size, **kwargs)
         except ConfigError as err:
-            raise ConfigError(f"data.synthetic: {err}") from None
+            # The scene size is the data's image_size, not a key of `synthetic`.
+            prefix = "" if str(err).startswith("image_size=") else "synthetic: "
+            raise ConfigError(f"{prefix}{err}") from None
 
     # ----------------------------------------------------------------------------------------------- setup
 

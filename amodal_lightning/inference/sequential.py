@@ -15,34 +15,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 
 import torch
+from omegaconf import OmegaConf
 
+from amodal_lightning.config import config_dir
 from amodal_lightning.diffusion.gaussian import SAMPLERS
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.components import parts_apart_from
-from amodal_lightning.inference.ensemble import (
-    DEFAULT_EMPTY_FRACTION,
-    DEFAULT_THRESHOLD,
-    SAS,
-    Combined,
-    check_rule,
-    combine,
-)
+from amodal_lightning.inference.ensemble import Combined, check_rule, combine
 from amodal_lightning.inference.members import sample_members
-from amodal_lightning.inference.views import IDENTITY, check_views
+from amodal_lightning.inference.views import check_views
 
-# SAS's defaults: 3 samples per layer, at most 5 layers.
-DEFAULT_ENSEMBLE_SIZE = 3
-DEFAULT_MAX_LAYERS = 5
-DEFAULT_MAX_MERGES = 3
+# The one place every sampling default lives: predict and evaluate compose it as `inference`, the training
+# callbacks and the module's validation compose it under their own keys, each overriding only what differs.
+INFERENCE_DEFAULTS_FILE = "inference/default.yaml"
 # A respaced diffusion needs at least two steps (one noisy, one clean).
 MIN_STEPS = 2
 
 
+@cache
+def inference_defaults() -> dict:
+    """The settings of ``conf/inference/default.yaml``: the defaults of every :class:`InferenceConfig` field."""
+    return OmegaConf.to_container(OmegaConf.load(config_dir() / INFERENCE_DEFAULTS_FILE), resolve=True)
+
+
+_DEFAULTS = inference_defaults()
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How layers are sampled, combined and stopped.
+    """How layers are sampled, combined and stopped; every default is ``conf/inference/default.yaml``'s.
 
     Args:
         steps: sampling steps (the training schedule respaced); 2 up to the schedule's length.
@@ -65,23 +69,25 @@ class InferenceConfig:
         batch_size: images sampled together (each with its whole ensemble).
     """
 
-    steps: int = 50
-    sampler: str = "ddim"
-    eta: float = 0.0
-    ensemble_size: int = DEFAULT_ENSEMBLE_SIZE
-    views: str = IDENTITY
-    combine: str = SAS
-    threshold: float = DEFAULT_THRESHOLD
-    empty_fraction: float = DEFAULT_EMPTY_FRACTION
-    max_layers: int = DEFAULT_MAX_LAYERS
-    merge_disjoint: bool = False
-    max_merges: int = DEFAULT_MAX_MERGES
-    merge_parts: bool = False
-    batch_size: int = 8
+    steps: int = _DEFAULTS["steps"]
+    sampler: str = _DEFAULTS["sampler"]
+    eta: float = _DEFAULTS["eta"]
+    ensemble_size: int = _DEFAULTS["ensemble_size"]
+    views: str = _DEFAULTS["views"]
+    combine: str = _DEFAULTS["combine"]
+    threshold: float = _DEFAULTS["threshold"]
+    empty_fraction: float = _DEFAULTS["empty_fraction"]
+    max_layers: int = _DEFAULTS["max_layers"]
+    merge_disjoint: bool = _DEFAULTS["merge_disjoint"]
+    max_merges: int = _DEFAULTS["max_merges"]
+    merge_parts: bool = _DEFAULTS["merge_parts"]
+    batch_size: int = _DEFAULTS["batch_size"]
 
     @classmethod
-    def from_mapping(cls, settings: Mapping, key: str = "inference") -> InferenceConfig:
-        """Settings from a config mapping; an unknown key is a one-line :class:`ConfigError`."""
+    def from_mapping(cls, settings: Mapping | None, key: str = "inference") -> InferenceConfig:
+        """Settings from a config mapping (missing ones: the defaults); an unknown key is a one-line
+        :class:`ConfigError`."""
+        settings = dict(settings or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(settings) - known)
         if unknown:

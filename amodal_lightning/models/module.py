@@ -16,11 +16,21 @@ from amodal_lightning.data.datamodule import TARGET
 from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.metrics import per_sample_iou
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.tasks import build_task
+
+# The validation's own settings; how it samples is the `inference` entry (an InferenceConfig mapping).
+VALIDATION_DEFAULTS = {"num_batches": 1, "seed": 0}
+VALIDATION_INFERENCE_KEY = "inference"
+VALIDATION_SAMPLING_KEY = f"validation.{VALIDATION_INFERENCE_KEY}"
+# Its full config key, for errors raised once training has started (past the instantiation that adds the path).
+VALIDATION_SAMPLING_CONFIG_KEY = f"model.module.{VALIDATION_SAMPLING_KEY}"
+# Checkpoints written before the sampling settings were one inference config name them so; read as the new keys.
+LEGACY_VALIDATION_SAMPLING = {"sample_steps": "steps", "sampler": "sampler", "eta": "eta"}
 
 # SAS logs every loss term per quarter of the timestep range; so do we, to see which noise levels are learned.
 NUM_LOSS_QUARTILES = 4
@@ -46,7 +56,10 @@ class AmodalDiffusionModule(L.LightningModule):
             ``schedule``: ``constant`` (SAS's), ``cosine`` or ``linear_tail`` (linear warm-up over ``warmup_steps``,
             then a decay to ``min_lr_ratio`` x lr as the step or time budget runs out; ``linear_tail`` holds the
             rate until the last ``decay_fraction`` of the budget), see :mod:`.lr_schedule`.
-        validation: cheap sampled-IoU check: ``sample_steps``, ``sampler``, ``eta``, ``num_batches``, ``seed``.
+        validation: cheap sampled-IoU check over the first ``num_batches`` validation batches (noise seeded by
+            ``seed``), sampled as ``inference`` says (keys of
+            :class:`~amodal_lightning.inference.sequential.InferenceConfig`; ``steps``, ``sampler`` and ``eta``
+            apply). Older checkpoints' ``sample_steps``, ``sampler``, ``eta`` are read as those.
         performance: how training runs, not what it computes: ``channels_last`` (true, false or ``"auto"``: on
             GPUs only), ``compile`` (``torch.compile`` the network for training: true, or a dict of
             ``torch.compile`` arguments such as ``{mode: max-autotune}``; the first steps are slow while it
@@ -72,10 +85,9 @@ class AmodalDiffusionModule(L.LightningModule):
         self.task = build_task(**task)
         self.self_condition = _self_condition_rate(self_condition)
         unet = _with_input_channels(unet, self.task, self.self_condition)
-        self.net = UNetModel(**unet)
-        self.diffusion = build_diffusion(**diffusion)
-        self.validation_cfg = {"sample_steps": 25, "sampler": "ddim", "eta": 0.0, "num_batches": 1, "seed": 0}
-        self.validation_cfg.update(validation or {})
+        self.net = _named("unet", UNetModel, unet)
+        self.diffusion = _named("diffusion", build_diffusion, diffusion)
+        self.validation_cfg, self.validation_sampling = _validation_settings(validation)
         self._sampling_diffusions: dict[tuple, Any] = {}
         self._performance_applied = False
         # torch.compile'd network for training steps, kept in a plain dict so it is not a submodule: parameter
@@ -178,15 +190,15 @@ class AmodalDiffusionModule(L.LightningModule):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Generate target masks for a batch of conditionings; returns canonical {0, 1} masks (B,1,H,W)."""
-        cfg = self.validation_cfg
-        diffusion = self.sampling_diffusion(steps or cfg["sample_steps"])
+        cfg = self.validation_sampling
+        diffusion = self.sampling_diffusion(steps or cfg.steps)
         shape = (conditioning.shape[0], self.task.target_channels, *conditioning.shape[2:])
         sample = diffusion.sample(
             self.denoiser(conditioning),
             shape,
             device=conditioning.device,
-            sampler=sampler or cfg["sampler"],
-            eta=cfg["eta"] if eta is None else eta,
+            sampler=sampler or cfg.sampler,
+            eta=cfg.eta if eta is None else eta,
             generator=generator,
         )
         return self.task.convention.binarize(sample)
@@ -194,6 +206,9 @@ class AmodalDiffusionModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------------ speed
     def setup(self, stage: str) -> None:
         if stage == "fit":
+            # Steps the schedule cannot honour fail before training, in one line, not at the first validation
+            # (checked here, not at construction, so that any checkpoint still loads for inference).
+            self.validation_sampling.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY)
             # Callbacks' setup (the EMA copy of the weights among them) has run: the copy stays a plain module.
             self.apply_performance_options(self.trainer.strategy.root_device)
 
@@ -239,24 +254,49 @@ class AmodalDiffusionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _named(argument: str, build: Callable, settings: dict):
+    """``build(**settings)``, with a config error raised inside named under ``argument`` (``unet.patch_size=...``)."""
+    try:
+        return build(**settings)
+    except ConfigError as err:
+        raise ConfigError(f"{argument}.{err}") from None
+
+
+def _validation_settings(validation: dict | None) -> tuple[dict, InferenceConfig]:
+    """The validation's own settings and its sampling settings, from the ``validation`` hyperparameter (in the
+    layout of older checkpoints too); an unknown key is a one-line config error."""
+    settings = dict(validation or {})
+    sampling = dict(settings.pop(VALIDATION_INFERENCE_KEY, None) or {})
+    for old, new in LEGACY_VALIDATION_SAMPLING.items():
+        if old in settings:
+            sampling.setdefault(new, settings.pop(old))
+    unknown = sorted(set(settings) - set(VALIDATION_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"validation.{unknown[0]}: unknown setting; expected one of "
+            f"{sorted([*VALIDATION_DEFAULTS, VALIDATION_INFERENCE_KEY])}"
+        )
+    return {**VALIDATION_DEFAULTS, **settings}, InferenceConfig.from_mapping(sampling, VALIDATION_SAMPLING_KEY)
+
+
 def _performance_options(performance: dict | None) -> dict:
     """``performance`` merged over the defaults; unknown keys and bad values are one-line config errors."""
     options = dict(PERFORMANCE_DEFAULTS)
     for key, value in (performance or {}).items():
         if key not in PERFORMANCE_DEFAULTS:
             raise ConfigError(
-                f"model.module.performance.{key}: unknown option; expected one of {sorted(PERFORMANCE_DEFAULTS)}"
+                f"performance.{key}: unknown option; expected one of {sorted(PERFORMANCE_DEFAULTS)}"
             )
         options[key] = value
     if options["channels_last"] not in (True, False, "auto"):
         raise ConfigError(
-            f"model.module.performance.channels_last={options['channels_last']!r}: expected true, false or auto"
+            f"performance.channels_last={options['channels_last']!r}: expected true, false or auto"
         )
     if not isinstance(options["fused_adamw"], bool):
-        raise ConfigError(f"model.module.performance.fused_adamw={options['fused_adamw']!r}: expected true or false")
+        raise ConfigError(f"performance.fused_adamw={options['fused_adamw']!r}: expected true or false")
     if not isinstance(options["compile"], (bool, dict)):
         raise ConfigError(
-            f"model.module.performance.compile={options['compile']!r}: expected true, false or a dict of "
+            f"performance.compile={options['compile']!r}: expected true, false or a dict of "
             "torch.compile arguments"
         )
     return options
@@ -266,7 +306,7 @@ def _self_condition_rate(value) -> float:
     """``self_condition`` as a fraction in [0, 1]; anything else is a one-line config error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ConfigError(
-            f"model.module.self_condition={value!r}: expected the fraction of training examples given the network's "
+            f"self_condition={value!r}: expected the fraction of training examples given the network's "
             "own estimate, a number in [0, 1] (0: off)"
         )
     return float(value)
@@ -282,7 +322,7 @@ def _with_input_channels(unet: dict, task, self_condition: float) -> dict:
     if given != expected:
         what = "conditioning + noisy target" + (" + self-conditioning estimate" if self_condition else "")
         raise ConfigError(
-            f"model.module.unet.in_channels={given}: the {task.name} task feeds {expected} channels ({what}); "
+            f"unet.in_channels={given}: the {task.name} task feeds {expected} channels ({what}); "
             f"set in_channels={expected} (or null)"
         )
     return unet

@@ -57,7 +57,7 @@ def test_an_exported_file_gives_the_samples_of_its_scenes(exported, task):
 
 
 def test_the_annotation_keys_are_required(exported):
-    with pytest.raises(ConfigError, match=r"^data.annotations: required when data.source=kins"):
+    with pytest.raises(ConfigError, match=r"^annotations: required when source=kins"):
         LayeredAmodalDataModule(source="kins", images="x")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from amodal_lightning.config import compose
+from amodal_lightning.config import compose, resolve_model_inputs
 from amodal_lightning.data.datamodule import (
     BATCH_KEYS,
     IMAGE,
@@ -140,7 +140,7 @@ def test_absent_noise_folder_with_noise_is_a_data_error_naming_it(sas_root, tmp_
 
 
 def test_noise_rate_without_noise_root_is_a_config_error(sas_root):
-    with pytest.raises(ConfigError, match="data.noise_root"):
+    with pytest.raises(ConfigError, match="^noise_root"):
         sas_module(sas_root, noise_rate=0.2)
 
 
@@ -213,7 +213,7 @@ def test_front_layer_repeats_draw_each_layer_0_sample_that_often(tmp_path):
     # Validation and test are left as they are.
     assert len(thrice.val_dataloader().dataset) == len(once.val_dataloader().dataset)
     for bad in (0, 1.5, True):
-        with pytest.raises(ConfigError, match="data.front_layer_repeats") as info:
+        with pytest.raises(ConfigError, match="^front_layer_repeats") as info:
             LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, front_layer_repeats=bad)
         assert "\n" not in str(info.value)
 
@@ -254,19 +254,19 @@ def test_training_samples_are_turned_whole_and_only_while_training():
     plain.trainer = SimpleNamespace(training=True)
     out = plain.on_after_batch_transfer(dict(batch), 0)
     assert all(torch.equal(out[key], original[key]) for key in original)
-    with pytest.raises(ConfigError, match="data.augment_orientations='spin'") as info:
+    with pytest.raises(ConfigError, match="^augment_orientations='spin'") as info:
         LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, augment_orientations="spin")
     assert "\n" not in str(info.value)
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match="data.synthetic.colour"):
+    with pytest.raises(ConfigError, match="^synthetic.colour"):
         LayeredAmodalDataModule(synthetic={"colour": "red"})
-    with pytest.raises(ConfigError, match="data.synthetic"):
+    with pytest.raises(ConfigError, match="^synthetic"):
         LayeredAmodalDataModule(synthetic={"min_objects": 9})
-    with pytest.raises(ConfigError, match="data.root"):
+    with pytest.raises(ConfigError, match="^root"):
         LayeredAmodalDataModule(source="sas")
-    with pytest.raises(ConfigError, match="data.source"):
+    with pytest.raises(ConfigError, match="^source"):
         LayeredAmodalDataModule(source="coco")
 
 
@@ -286,7 +286,7 @@ def test_auto_loader_options_follow_the_source_and_the_devices(sas_root, monkeyp
 
 @pytest.mark.parametrize(("key", "value"), [("num_workers", -1), ("num_workers", "many"), ("pin_memory", "yes")])
 def test_bad_loader_options_name_the_key(key, value):
-    with pytest.raises(ConfigError, match=f"data.{key}={value!r}: expected"):
+    with pytest.raises(ConfigError, match=f"^{key}={value!r}: expected"):
         LayeredAmodalDataModule(**{key: value})
 
 
@@ -362,10 +362,11 @@ def test_data_configs_instantiate(option, sas_root, tmp_path):
     else:
         overrides += [f"data.synthetic.{key}={value}" for key, value in TINY_SYNTHETIC.items()]
     cfg = compose("train", overrides)
+    resolve_model_inputs(cfg)  # what train.py does: the data group does not read the model's size
     dm = instantiate(cfg.data, _convert_="all")
     assert isinstance(dm, LayeredAmodalDataModule)
-    assert dm.image_size == cfg.model.image_size and dm.batch_size == cfg.model.global_batch_size
-    assert dm.front_layer_repeats == cfg.model.front_layer_repeats  # the model recipe's choice
+    assert dm.image_size == cfg.model.image_size == 32 and dm.batch_size == cfg.data.batch_size == 64
+    assert dm.front_layer_repeats == 4  # the quickstart recipe's choice
     dm.setup("fit")
     check_batch(next(iter(dm.train_dataloader())), cfg.model.image_size)
 
@@ -378,3 +379,13 @@ def test_sas_config_requires_a_root(tmp_path):
     assert OmegaConf.is_missing(cfg.data, "root")
     with pytest.raises(MissingMandatoryValue):
         instantiate(cfg.data, _convert_="all")
+
+
+def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
+    # The data configs are the one place the fractions' defaults live; the module has none of its own.
+    with pytest.raises(ConfigError, match=r"^val_fraction: required when source=sas"):
+        LayeredAmodalDataModule(source="sas", root=tmp_path, test_fraction=0.0)
+    cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
+    resolve_model_inputs(cfg)
+    dm = instantiate(cfg.data, _convert_="all")
+    assert (dm.val_fraction, dm.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)

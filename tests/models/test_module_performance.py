@@ -11,7 +11,7 @@ from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import NUM_LOSS_QUARTILES
 from amodal_lightning.train import train
 
-TINY = ["data.synthetic.num_train=48", "data.synthetic.num_val=8", "model.global_batch_size=8", "logger=csv"]
+TINY = ["data.synthetic.num_train=48", "data.synthetic.num_val=8", "data.batch_size=8", "logger=csv"]
 
 # Dynamo traces the network for real; the eager backend skips inductor's C++ code generation (minutes on a CPU).
 EAGER_COMPILE = "{backend:eager}"

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from amodal_lightning.config import compose
+from amodal_lightning.config import compose, instantiate_at
 from amodal_lightning.diffusion import build_diffusion
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
@@ -84,10 +83,10 @@ def test_training_draws_the_chosen_examples_from_the_generator():
 
 
 def build_module(tmp_path, *overrides):
-    settings = OmegaConf.to_container(compose("train", [f"paths.output_dir={tmp_path}", *overrides]).model.module,
-                                      resolve=True)
-    settings.pop("_target_")
-    return AmodalDiffusionModule(**settings)
+    # As train.py builds it: an error names the full config key.
+    module = instantiate_at(compose("train", [f"paths.output_dir={tmp_path}", *overrides]), "model.module")
+    assert isinstance(module, AmodalDiffusionModule)
+    return module
 
 
 def test_the_network_must_take_the_estimate_channel(tmp_path):
@@ -102,6 +101,6 @@ def test_the_network_must_take_the_estimate_channel(tmp_path):
 
 @pytest.mark.parametrize("value", [1.5, -0.1, "yes", True])
 def test_self_condition_must_be_a_fraction(tmp_path, value):
-    with pytest.raises(ConfigError, match="model.module.self_condition=.*expected .* in \\[0, 1\\]"):
+    with pytest.raises(ConfigError, match="^model.module.self_condition=.*expected .* in \\[0, 1\\]"):
         build_module(tmp_path, f"++model.module.self_condition={value}", "model.module.unet.in_channels=6")
 
