@@ -8,6 +8,9 @@ this run's own folder); ``auto_resume`` resumes this run's folder when it alread
 from __future__ import annotations
 
 import logging
+import pickle
+import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,10 +29,13 @@ LAST = "last"
 # Where a run folder keeps its checkpoints (paths.checkpoint_dir); Lightning's SLURM requeue writes
 # `hpc_ckpt_N.ckpt` into the run folder itself (the trainer's default_root_dir), so both are searched.
 RUN_CHECKPOINT_SUBDIR = "checkpoints"
+# How torch's weights_only unpickler names an object it will not construct (an arbitrary global, or a global of a
+# blocked module such as os or subprocess).
+REFUSED_OBJECT = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module \S+ is blocked)")
 
 
-def newest_checkpoint(folders: Iterable[str | Path]) -> Path | None:
-    """The most recently written ``*.ckpt`` directly in any of ``folders``; None when there is none.
+def checkpoints_newest_first(folders: Iterable[str | Path]) -> list[Path]:
+    """The ``*.ckpt`` files directly in any of ``folders``, the most recently written first.
 
     Hidden files (an interrupted atomic save's ``.{name}.partial``) are never candidates. Files are ordered by
     modification time: ``last.ckpt`` is written after the periodic checkpoint of the same step, and a SIGTERM or
@@ -85,15 +91,32 @@ def resolve_ckpt_path(
     return path
 
 
+def refused_object(exc: BaseException) -> str | None:
+    """The Python object a ``weights_only`` load refused to construct (``posix.system``), or None when ``exc`` is
+    another failure (a truncated or non-checkpoint file)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    match = REFUSED_OBJECT.search(str(exc))
+    return match[1] if match else None
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint of ours to CPU; a missing, unreadable or foreign file is one clear error."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path: {path} does not exist")
     try:
+        # weights_only: a foreign pickle is refused unread instead of running the code it names.
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"ckpt_path: {path} is not a readable checkpoint ({type(exc).__name__})") from exc
+        if (name := refused_object(exc)) is not None:
+            raise CheckpointError(
+                f"ckpt_path: {path} names the Python object {name}, which loading would run: refused (a checkpoint "
+                "holds tensors and plain values only)"
+            ) from None
+        raise CheckpointError(
+            f"ckpt_path: {path} is not a readable checkpoint: truncated, or not a torch file ({type(exc).__name__})"
+        ) from exc
     if not isinstance(checkpoint, dict) or STATE_DICT_KEY not in checkpoint:
         raise CheckpointError(
             f"ckpt_path: {path} is not an amodal_lightning checkpoint (no '{STATE_DICT_KEY}'); "

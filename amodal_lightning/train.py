@@ -16,7 +16,6 @@ silence_known_noise()
 import logging
 import sys
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -26,7 +25,8 @@ from omegaconf import DictConfig
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
-from amodal_lightning.config import config_dir, in_multirun, resolve_task, to_container, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import in_multirun, resolve_task, to_container, user_errors_as_one_line
 from amodal_lightning.hardware import check_hardware
 from amodal_lightning.run_summary import print_run_summary
 
@@ -85,7 +85,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
             ckpt_path = None
         del checkpoint
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: read_checkpoint accepted the file on the same terms, and nothing in it may run code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     final_step_unvalidated = trainer.global_step > 0 and last_validated.step != trainer.global_step
     if cfg.get("final_validation") and not trainer.fast_dev_run and final_step_unvalidated:
         # A step budget between two validations ends training unvalidated; the final numbers and panel then use
@@ -95,7 +96,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
     with user_errors_as_one_line(in_sweep=in_multirun()):

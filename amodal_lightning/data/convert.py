@@ -16,11 +16,11 @@ apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its 
 import logging
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data import object_folders, sas_folders
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError
@@ -59,7 +59,7 @@ def convert(images: ImageCollection, layout: str, output: str | Path) -> dict[st
     return counts
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="convert")
+@entry_point("convert")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():
