@@ -48,7 +48,40 @@ def checkpoints_newest_first(folders: Iterable[str | Path]) -> list[Path]:
         for path in Path(folder).iterdir()
         if path.suffix == CHECKPOINT_SUFFIX and not path.name.startswith(".") and path.is_file()
     ]
-    return max(candidates, key=lambda path: path.stat().st_mtime_ns, default=None)
+    return sorted(candidates, key=lambda path: path.stat().st_mtime_ns, reverse=True)
+
+
+def newest_checkpoint(folders: Iterable[str | Path]) -> Path | None:
+    """The most recently written ``*.ckpt`` directly in any of ``folders``; None when there is none."""
+    return next(iter(checkpoints_newest_first(folders)), None)
+
+
+def is_complete(path: str | Path) -> bool:
+    """Whether ``path`` is a whole torch checkpoint file: a zip archive whose index, written last, is there.
+
+    Cheap (it reads the end of the file): it catches a file cut short by a full disk or a copy, which the atomic
+    save cannot prevent once the file has left this program (rsync, a full quota on a copy).
+    """
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _newest_complete(folders: Iterable[str | Path], run_dir: str | Path) -> Path | None:
+    """``auto_resume``'s checkpoint: the newest complete one, saying which newer ones were passed over and why."""
+    candidates = checkpoints_newest_first(folders)
+    for path in candidates:
+        if is_complete(path):
+            return path
+        log.warning("auto_resume: %s is truncated or not a checkpoint; trying the one before it", path)
+    if candidates:
+        raise CheckpointError(
+            f"auto_resume: every checkpoint of {run_dir} is truncated or unreadable (newest: {candidates[0]}); move "
+            "them away to start afresh, or pass ckpt_path=FILE"
+        )
+    return None
 
 
 def resolve_ckpt_path(
@@ -61,11 +94,12 @@ def resolve_ckpt_path(
             ``last``, the newest checkpoint of this run (``run_dir``); or None.
         run_dir, checkpoint_dir: this run's folder (``paths.output_dir``) and its checkpoint folder.
         auto_resume: resume from this run's newest checkpoint when there is one (whatever ``ckpt_path`` says), for
-            schedulers that rerun the same command in a fixed ``hydra.run.dir``; otherwise use ``ckpt_path``.
+            schedulers that rerun the same command in a fixed ``hydra.run.dir``; otherwise use ``ckpt_path``. A
+            truncated checkpoint is passed over with a warning naming it, for the one before it.
     """
     own_folders = (checkpoint_dir, run_dir)
     if auto_resume:
-        newest = newest_checkpoint(own_folders)
+        newest = _newest_complete(own_folders, run_dir)
         if newest is not None:
             log.info("auto_resume: resuming from %s, the newest checkpoint of %s", newest, run_dir)
             return newest
