@@ -4,14 +4,17 @@ gradient accumulation. Each ends in one line and leaves the last good checkpoint
 import errno
 import logging
 import math
+import signal
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from test_train import CaptureStartState, tiny_config
 
 from amodal_lightning import checkpoint_io
-from amodal_lightning.checkpoints import read_checkpoint, resolve_ckpt_path
+from amodal_lightning.callbacks.fault_tolerance import SIGTERM_CHECKPOINT_NAME
+from amodal_lightning.checkpoints import is_resumable, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data.datasets import IMAGE
 from amodal_lightning.errors import CheckpointError, NonFiniteLossError, StorageError
@@ -155,3 +158,60 @@ def test_a_nan_in_the_middle_of_gradient_accumulation_applies_nothing(tmp_path):
     for key, value in last["current_model_state"].items():
         assert torch.isfinite(live[key]).all(), key
         torch.testing.assert_close(live[key], value, rtol=0, atol=0)
+
+
+class SigtermAt(L.Callback):
+    """Sends this process SIGTERM at the first validation batch (of the sanity check, or of a validation during
+    training), then counts the validation batches that still ran; keeps the live weights of the last training step."""
+
+    def __init__(self, sanity: bool):
+        self.sanity = sanity
+        self.sent = False
+        self.batches_after = 0
+        self.live_weights = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.live_weights = {key: value.clone() for key, value in pl_module.state_dict().items()}
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.sent:
+            self.batches_after += 1
+        elif trainer.sanity_checking == self.sanity:
+            self.sent = True
+            signal.raise_signal(signal.SIGTERM)
+
+
+def test_sigterm_during_validation_saves_the_training_state_within_one_batch(tmp_path):
+    steps = SAVE_EVERY
+    probe = SigtermAt(sanity=False)
+    cfg = tiny_config(
+        tmp_path, *QUICK, f"trainer.max_steps={4 * steps}", f"trainer.val_check_interval={steps}",
+        "trainer.limit_val_batches=4", "callbacks.checkpoint.every_n_train_steps=100",
+    )
+    with pytest.raises(SIGTERMException):
+        train(cfg, extra_callbacks=[probe])
+    assert probe.sent and probe.batches_after == 0  # the batch in progress finished; no other started
+    saved = load(tmp_path / "checkpoints" / SIGTERM_CHECKPOINT_NAME)
+    assert saved["global_step"] == steps and is_resumable(saved)
+    # The live weights, not the EMA ones validation had swapped in.
+    for key, value in saved["current_model_state"].items():
+        torch.testing.assert_close(value, probe.live_weights[key], rtol=0, atol=0)
+    ema, live = saved["state_dict"], saved["current_model_state"]
+    assert any(not torch.equal(ema[key], live[key]) for key in ema)
+
+    start = CaptureStartState()
+    train(tiny_config(tmp_path, *QUICK, "auto_resume=true", f"trainer.max_steps={steps + 1}"), extra_callbacks=[start])
+    start.assert_restored(saved)
+
+
+def test_sigterm_during_the_sanity_check_saves_nothing_and_stops(tmp_path, caplog):
+    probe = SigtermAt(sanity=True)
+    cfg = tiny_config(tmp_path, *QUICK, "trainer.limit_val_batches=4", "+trainer.num_sanity_val_steps=3")
+    with caplog.at_level(logging.WARNING, logger="amodal_lightning.callbacks.fault_tolerance"), pytest.raises(
+        SIGTERMException
+    ):
+        train(cfg, extra_callbacks=[probe])
+    assert probe.sent and probe.batches_after == 0
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("*.ckpt"))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("SIGTERM during the sanity check: nothing trained yet" in message for message in messages)
