@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from amodal_lightning.callbacks.bad_samples import BadSamples
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
@@ -64,6 +65,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     module = instantiate(cfg.model.module, _convert_="all")
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
+    callbacks.append(BadSamples(cfg.paths.checkpoint_dir))
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)

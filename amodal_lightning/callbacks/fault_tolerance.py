@@ -41,6 +41,17 @@ def last_good_checkpoint(trainer: L.Trainer) -> Path | None:
     return max(existing, key=lambda path: path.stat().st_mtime_ns, default=None)
 
 
+def restore_live_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Put the trained weights back in the model when a validation stopped part-way (so that a checkpoint saved now
+    holds the training state): Lightning's averaging callbacks swap the average in for validation and back at its
+    end, which such a validation never reaches."""
+    if not trainer.validating:
+        return
+    for callback in trainer.callbacks:
+        if isinstance(callback, WeightAveraging):
+            callback.on_validation_epoch_end(trainer, pl_module)
+
+
 class CheckpointOnSigterm(L.Callback):
     """On SIGTERM during fitting, saves ``{dirpath}/on_sigterm.ckpt`` once the current step or validation batch is
     done; the run ends (exit status 143).
@@ -64,14 +75,8 @@ class CheckpointOnSigterm(L.Callback):
                 f"{last_good_checkpoint(trainer) or 'none'}"
             )
             return
-        where = ""
-        if trainer.validating:
-            # Lightning's averaging callbacks swap the average in for validation and back at its end, which a
-            # validation stopped part-way never reaches.
-            for callback in trainer.callbacks:
-                if isinstance(callback, WeightAveraging):
-                    callback.on_validation_epoch_end(trainer, pl_module)
-            where = " (during validation)"
+        where = " (during validation)" if trainer.validating else ""
+        restore_live_weights(trainer, pl_module)
         path = self.dirpath / SIGTERM_CHECKPOINT_NAME
         trainer.save_checkpoint(path)
         _log_warning(f"SIGTERM at step {trainer.global_step}{where}: saved {path}")
