@@ -24,11 +24,12 @@ from omegaconf import DictConfig
 
 from amodal_lightning.callbacks.bad_samples import BadSamples
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
+from amodal_lightning.callbacks.progress import StepTimer
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.command_line import entry_point
 from amodal_lightning.config import in_multirun, resolve_task, to_container, user_errors_as_one_line
-from amodal_lightning.hardware import check_hardware
+from amodal_lightning.hardware import check_hardware, device_line
 from amodal_lightning.run_summary import print_run_summary
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     ``extra_callbacks`` are added to the configured ones (for programmatic use, e.g. tests and notebooks).
     """
     # Impossible device/precision requests fail here in one line, before any data or model is built.
-    check_hardware(cfg.trainer)
+    hardware = check_hardware(cfg.trainer)
+    log.info(device_line(hardware))
     L.seed_everything(cfg.seed, workers=True)
     resolve_task(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -66,6 +68,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.append(BadSamples(cfg.paths.checkpoint_dir))
+    callbacks.append(StepTimer())
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)
