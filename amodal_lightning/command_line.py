@@ -37,9 +37,11 @@ HYDRA_KEY_PREFIX = "hydra"
 SEARCH_PATH_HEADER = "Config search path"
 # Detail lines of an OmegaConf error that repeat what the first line says.
 DETAIL_PREFIXES = ("full_key:", "object_type=", "reference_type=")
-BOOLEAN, NUMBER = "true or false", "a number"
-# Only scalar defaults fix a kind: text, lists and mappings take several shapes (`compile: true` or a mapping).
+BOOLEAN, NUMBER, TEXT = "true or false", "a number", "text"
+# Only scalar defaults fix a kind: text, lists and mappings take several shapes. A scalar key may still take a
+# mapping (`compile: true`, or a mapping of torch.compile arguments): only scalars of another kind are refused.
 CHECKED_KINDS = (BOOLEAN, NUMBER)
+REFUSED_KINDS = (BOOLEAN, NUMBER, TEXT)
 
 
 def one_line(exc: BaseException) -> str:
@@ -68,7 +70,7 @@ def _kind(value: Any) -> str | None:
     if isinstance(value, (int, float)):
         return NUMBER
     if isinstance(value, str):
-        return "text"
+        return TEXT
     return "a list" if OmegaConf.is_list(value) or isinstance(value, list) else "a mapping"
 
 
@@ -85,7 +87,7 @@ def check_value_kinds(cfg: DictConfig, reference: DictConfig, overrides: Sequenc
         if expected not in CHECKED_KINDS:
             continue
         value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-        if value is None or _kind(value) == expected:
+        if _kind(value) not in REFUSED_KINDS or _kind(value) == expected:
             continue
         raise ConfigError(
             f"{override.input_line}: {key} takes {expected} (its default is {default}), not {_kind(value)}"

@@ -119,6 +119,8 @@ def write_inputs(root: Path) -> dict[str, Path]:
     save_image(mixed / "b.jpg", size=(24, 40), seed=1)
     (mixed / "zero.png").write_bytes(b"")
     paths["mixed_images"] = mixed
+    paths["text_json"] = root / "results.json"
+    paths["text_json"].write_text("[]")
     paths["a_file"] = root / "notes.txt"
     paths["a_file"].write_text("not a folder")
 
@@ -203,6 +205,20 @@ CONVERT_CASES = [
     ("convert-wrong-flag", "convert_sas", ["{sas_pt}", "{root}/out/g.ckpt", "--num_channels", "64"], "shape"),
     ("convert-output-in-a-file", "convert_sas", ["{sas_pt}", "{a_file}/h.ckpt", *("--image_size", "32")], "{a_file}"),
 ]
+SCORE_CASES = [
+    ("score-annotations-missing", "score", ["annotations={missing}", "results={text_json}"], "{missing}"),
+    ("score-annotations-not-json", "score", ["annotations={text_ckpt}", "results={text_json}"], "{text_ckpt}"),
+    ("score-missing-results-word", "score", ["annotations={text_json}", "results={text_json}", "missing_results=drop"],
+     "missing_results='drop'"),
+    ("score-min-pixels-word", "score", ["annotations={text_json}", "results={text_json}", "min_visible_pixels=some"],
+     "min_visible_pixels takes a number"),
+]
+DATA_CONVERT_CASES = [
+    ("convert-data-root-missing", "data.convert", ["data=sas", "data.root={missing}", "output={root}/out/conv"],
+     "{missing}"),
+    ("convert-data-layout", "data.convert", ["data=sas", "data.root={sas_root}", "output={root}/out/conv2",
+                                             "layout=pyramid"], "layout"),
+]
 # data.check reports each malformed sample on its own line (a report, not an error) and exits 1.
 CHECK_PROBLEM_CASES = [
     ("check-wrong-size", ["data.root={sas_wrong_size}", "deep=true"], "mask.png: mask is 16x16 pixels"),
@@ -210,10 +226,12 @@ CHECK_PROBLEM_CASES = [
     ("check-truncated-png", ["data.root={sas_truncated_png}", "deep=true"], "image.png"),
     ("check-missing-mask", ["data.root={sas_missing_mask}"], "mask.png"),
 ]
-ERROR_CASES = TRAIN_CASES + PREDICT_CASES + EVALUATE_CASES + CHECK_CASES + CONVERT_CASES
+ERROR_CASES = TRAIN_CASES + PREDICT_CASES + EVALUATE_CASES + CHECK_CASES + CONVERT_CASES + SCORE_CASES
+ERROR_CASES += DATA_CONVERT_CASES
 MODULES = {"train": "amodal_lightning.train", "predict": "amodal_lightning.predict",
            "evaluate": "amodal_lightning.evaluate", "data.check": "amodal_lightning.data.check",
-           "convert_sas": "amodal_lightning.convert_sas"}
+           "convert_sas": "amodal_lightning.convert_sas", "score": "amodal_lightning.score",
+           "data.convert": "amodal_lightning.data.convert"}
 
 
 def fill(text: str, paths: dict[str, Path]) -> str:
