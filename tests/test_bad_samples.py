@@ -3,12 +3,16 @@ run stops in one line naming the file, after saving a resumable on_error.ckpt.""
 
 import logging
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from amodal_lightning.callbacks.bad_samples import ERROR_CHECKPOINT_NAME, SKIPPED_METRIC
 from amodal_lightning.checkpoints import is_resumable
 from amodal_lightning.config import compose
+from amodal_lightning.data import sas_folders
+from amodal_lightning.data.datasets import SasImages, TaskDataset
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import DataError
 from amodal_lightning.train import train
@@ -91,3 +95,24 @@ def test_without_skipping_the_run_stops_in_one_line_after_saving_a_resumable_che
     assert is_resumable(checkpoint)
     # The worker's traceback is in the run's log file, for whoever wants it.
     assert "Original Traceback" in log_file.read_text()
+
+
+@pytest.mark.parametrize("breakage", ["truncated", "non_binary", "wrong_size"])
+def test_the_loader_and_the_deep_check_report_a_broken_file_alike(tmp_path, breakage):
+    """data.check deep=true and the training loader judge a file with the same checks, in the same words."""
+    root = tmp_path / "sas"
+    write_sas_dataset(root, SceneGenerator(image_size=IMAGE_SIZE), range(1))
+    folder = sorted(path for path in root.iterdir() if path.is_dir())[0]
+    mask = folder / "mask.png"
+    if breakage == "truncated":
+        mask.write_bytes(mask.read_bytes()[:40])
+    elif breakage == "non_binary":
+        Image.fromarray(np.arange(IMAGE_SIZE * IMAGE_SIZE, dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)).save(mask)
+    else:
+        Image.fromarray(np.full((IMAGE_SIZE // 2, IMAGE_SIZE // 2), 255, dtype=np.uint8)).save(mask)
+    (record,) = sas_folders.scan_sas_root(root).records  # names and sizes only: the file is not read yet
+    with pytest.raises(DataError) as info:
+        TaskDataset(SasImages(root, [record], IMAGE_SIZE))[0]
+    deep = sas_folders.scan_sas_root(root, deep=True)
+    assert [problem.message for problem in deep.problems] == [str(info.value)]
+    assert str(mask) in str(info.value)
