@@ -80,7 +80,7 @@ def check_value_kinds(cfg: DictConfig, reference: DictConfig, overrides: Sequenc
     last = {override.key_or_group: override for override in overrides}
     for override in last.values():
         key = override.key_or_group
-        if override.is_delete() or key.split(".")[0] == HYDRA_KEY_PREFIX or key in WORD_VALUED_KEYS:
+        if override.is_delete() or key.replace("/", ".").split(".")[0] == HYDRA_KEY_PREFIX or key in WORD_VALUED_KEYS:
             continue
         default = OmegaConf.select(reference, key, throw_on_resolution_failure=False)
         expected = _kind(default)
@@ -118,7 +118,10 @@ def check_command_line(config_name: str, argv: Sequence[str]) -> None:
     values = [override for override in overrides if not _is_group(override)]
     if not values:
         return
-    reference = compose(config_name, [override.input_line for override in overrides if _is_group(override)])
+    try:
+        reference = compose(config_name, [override.input_line for override in overrides if _is_group(override)])
+    except (HydraException, OmegaConfBaseException):
+        return  # the groups alone do not compose (a value the groups need is set on the command line): no defaults
     check_value_kinds(cfg, reference, values)
 
 
