@@ -8,10 +8,15 @@ a truncated ``last.ckpt``. Nothing is fsynced either, so a node crash can lose a
 :class:`AtomicCheckpointIO` streams the checkpoint into a hidden file in the destination folder, fsyncs it, renames
 it over the destination (atomic within one file system) and fsyncs the folder, so the rename itself is durable.
 Remote paths (``s3://``, ...) keep Lightning's own fsspec transaction.
+
+Loading always unpickles with ``weights_only=True``: a checkpoint holds tensors and plain values only, so a file
+that names any other Python object (which unpickling would construct, running its code) is refused, whatever a
+caller or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` asks for.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -21,10 +26,14 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from amodal_lightning.errors import StorageError
+
 # A checkpoint being written is `.{name}.partial` beside its destination: hidden, so nothing lists it as a checkpoint,
 # and named after its destination, so the next save of the same file overwrites what a killed save left behind.
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
+# A save that fails for want of room (a full disk, a used-up quota) stops the run with one line, not a traceback.
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def partial_path(path: str | Path) -> Path:
@@ -58,8 +67,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             file.flush()
             os.fsync(file.fileno())
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM_ERRNOS:
+            kept = f"the previous {path.name} is intact" if path.is_file() else "checkpoints saved before are intact"
+            error = StorageError(f"checkpoint {path}: {exc.strerror or 'no space left'}: the run stopped; {kept}")
+            error.errno = exc.errno
+            raise error from exc
         raise
     _fsync_folder(path.parent)
 
@@ -67,8 +81,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning ``CheckpointIO`` whose local saves are atomic and durable (see the module docstring).
 
-    Configured in ``conf/trainer/default.yaml`` under ``plugins``; loading and removal are Lightning's.
+    Configured in ``conf/trainer/default.yaml`` under ``plugins``; removal is Lightning's, loading Lightning's with
+    ``weights_only=True`` always.
     """
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        # Never weights_only=False: our checkpoints need no arbitrary objects, and a foreign file must not run code.
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if not isinstance(get_filesystem(path), LocalFileSystem):

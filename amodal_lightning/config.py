@@ -18,7 +18,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from amodal_lightning.errors import AmodalError, ConfigError
+from amodal_lightning.errors import AmodalError, ConfigError, file_error_message
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,8 @@ def _user_error_message(exc: BaseException) -> str | None:
         seen.add(id(exc))
         if isinstance(exc, AmodalError):
             return str(exc)
+        if (message := file_error_message(exc)) is not None:
+            return message  # a folder that cannot be made, a file that cannot be written: the user's to fix
         if isinstance(exc, OmegaConfBaseException):
             key = getattr(exc, "full_key", None)
             text = str(exc).splitlines()[0]

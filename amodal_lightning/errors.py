@@ -23,3 +23,15 @@ class CheckpointError(AmodalError, ValueError):
 
 class NonFiniteLossError(AmodalError, FloatingPointError):
     """Training produced a NaN or infinite loss; the run stopped without saving the broken state."""
+
+
+class StorageError(AmodalError, OSError):
+    """A file could not be written or read for a reason outside the program: a full disk, a missing permission, a
+    file where a folder must be."""
+
+
+def file_error_message(exc: BaseException) -> str | None:
+    """One line for an operating-system error about a named file (``PATH: No space left on device``), else None."""
+    if isinstance(exc, OSError) and not isinstance(exc, AmodalError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or type(exc).__name__}"
+    return None

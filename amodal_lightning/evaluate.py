@@ -15,21 +15,14 @@ apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its 
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.config import (
-    config_dir,
-    instantiate_at,
-    refuse_moved_keys,
-    to_container,
-    user_errors_as_one_line,
-)
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import instantiate_at, to_container, user_errors_as_one_line
 from amodal_lightning.data.coco_export import amodal_result, write_results
 from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
@@ -83,9 +76,19 @@ def native_resolution(collection: ImageCollection) -> ImageCollection:
     return collection
 
 
+def _num_images(value) -> int | None:
+    """``num_images``: null (the whole split) or a positive integer; anything else is refused in one line."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"num_images={value}: expected a positive integer, or null for the whole split")
+    return value
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt_path`` on the configured split; returns what ``metrics.json`` holds."""
     started = time.perf_counter()
+    num_images = _num_images(cfg.num_images)
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
     settings = InferenceConfig.from_mapping(to_container(cfg.inference))
@@ -95,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict:
     data["task"] = task_config(loaded.module)
     datamodule = instantiate_at(OmegaConf.create({"data": data}), "data")
     collection = native_resolution(datamodule.scenes(cfg.split))
-    count = len(collection) if cfg.num_images is None else min(int(cfg.num_images), len(collection))
+    count = len(collection) if num_images is None else min(num_images, len(collection))
     if count == 0:
         raise DataError(
             f"split={cfg.split}: no image to evaluate in {data.get('root') or data.get('source')} "
@@ -170,18 +173,12 @@ def _evaluate_layers(loaded, settings, collection, count: int, cfg: DictConfig) 
     return metrics, rows
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")
-def _hydra_main(cfg: DictConfig) -> None:
+@entry_point("evaluate")
+def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():
         evaluate(cfg)
 
-
-def main() -> None:
-    """Command-line entry point: a key that moved is refused in one line before Hydra composes the config."""
-    with user_errors_as_one_line():
-        refuse_moved_keys(sys.argv[1:])
-    _hydra_main()
 
 
 if __name__ == "__main__":

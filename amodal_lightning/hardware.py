@@ -117,6 +117,22 @@ def _describe(available: Available) -> str:
     return f"available here: the CPU{others} (no CUDA GPU visible{hidden})"
 
 
+def device_line(hardware: Hardware, available: Available | None = None) -> str:
+    """One line for the start of a run: which devices were found, which this run uses, and what that means."""
+    available = available or Available.detect(need_bf16=False)
+    found = _describe(available).removeprefix("available here: ")
+    line = (
+        f"devices: found {found}; this run trains on {hardware.world_size} {hardware.device_type} process(es) at "
+        f"{hardware.precision}"
+    )
+    if hardware.device_type == "cpu":
+        line += (
+            "; on a CPU a step of a large model (model=unet64) takes many seconds: the measured time per step and "
+            "the projected run length follow the first steps"
+        )
+    return line
+
+
 def _precision(value) -> str:
     name = PRECISION_ALIASES.get(str(value), str(value))
     if name not in PRECISIONS:

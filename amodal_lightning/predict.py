@@ -23,12 +23,12 @@ import logging
 import time
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from amodal_lightning.config import config_dir, to_container, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import to_container, user_errors_as_one_line
 from amodal_lightning.data import object_folders
 from amodal_lightning.data.image_folders import list_input_images
 from amodal_lightning.data.object_folders import ObjectFolderImages
@@ -180,7 +180,7 @@ def _predict_batch(inference, image_size: int, batch: list, output: Path, genera
     return entries
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="predict")
+@entry_point("predict")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():

@@ -19,12 +19,12 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data import coco_formats
 from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
 from amodal_lightning.data.coco_export import read_results
@@ -135,7 +135,7 @@ def scored_line(objects: dict, include_stuff: bool, min_visible_pixels: int, mis
     return "; ".join(parts)
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="score")
+@entry_point("score")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: print the table (and write metrics.json to ``output``)."""
     with user_errors_as_one_line():

@@ -16,28 +16,28 @@ silence_known_noise()
 import logging
 import sys
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from amodal_lightning.callbacks.bad_samples import BadSamples
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
+from amodal_lightning.callbacks.progress import StepTimer
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
+from amodal_lightning.command_line import entry_point
 from amodal_lightning.config import (
-    config_dir,
     drop_unbuilt_entries,
     in_multirun,
     instantiate_at,
-    refuse_moved_keys,
     resolve_model_inputs,
     resolve_task,
     to_container,
     user_errors_as_one_line,
 )
-from amodal_lightning.hardware import check_hardware
+from amodal_lightning.hardware import check_hardware, device_line
 from amodal_lightning.run_summary import print_run_summary
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     ``extra_callbacks`` are added to the configured ones (for programmatic use, e.g. tests and notebooks).
     """
     # Impossible device/precision requests fail here in one line, before any data or model is built.
-    check_hardware(cfg.trainer)
+    hardware = check_hardware(cfg.trainer)
+    log.info(device_line(hardware))
     L.seed_everything(cfg.seed, workers=True)
     resolve_task(cfg)
     resolve_model_inputs(cfg)
@@ -77,6 +78,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     module = instantiate_at(cfg, "model.module")
     callbacks = _instantiate_group(cfg, "callbacks")
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
+    callbacks.append(BadSamples(cfg.paths.checkpoint_dir))
+    callbacks.append(StepTimer())
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)
@@ -98,7 +101,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
             ckpt_path = None
         del checkpoint
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: read_checkpoint accepted the file on the same terms, and nothing in it may run code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     final_step_unvalidated = trainer.global_step > 0 and last_validated.step != trainer.global_step
     if cfg.get("final_validation") and not trainer.fast_dev_run and final_step_unvalidated:
         # A step budget between two validations ends training unvalidated; the final numbers and panel then use
@@ -108,8 +112,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float | None:
+@entry_point("train")
+def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``cfg.optimized_metric`` so sweepers can optimise it."""
     with user_errors_as_one_line(in_sweep=in_multirun()):
         try:
@@ -119,12 +123,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(SIGTERM_EXIT_CODE)
     return metrics.get(cfg.optimized_metric)
 
-
-def main() -> None:
-    """Command-line entry point: a key that moved is refused in one line before Hydra composes the config."""
-    with user_errors_as_one_line():
-        refuse_moved_keys(sys.argv[1:])
-    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -41,12 +41,26 @@ def last_good_checkpoint(trainer: L.Trainer) -> Path | None:
     return max(existing, key=lambda path: path.stat().st_mtime_ns, default=None)
 
 
+def restore_live_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Put the trained weights back in the model when a validation stopped part-way (so that a checkpoint saved now
+    holds the training state): Lightning's averaging callbacks swap the average in for validation and back at its
+    end, which such a validation never reaches."""
+    if not trainer.validating:
+        return
+    for callback in trainer.callbacks:
+        if isinstance(callback, WeightAveraging):
+            callback.on_validation_epoch_end(trainer, pl_module)
+
+
 class CheckpointOnSigterm(L.Callback):
-    """On SIGTERM during fitting, saves ``{dirpath}/on_sigterm.ckpt`` once the current step is done; the run ends.
+    """On SIGTERM during fitting, saves ``{dirpath}/on_sigterm.ckpt`` once the current step or validation batch is
+    done; the run ends (exit status 143).
 
     The checkpoint holds the full training state (weights, optimiser, EMA, step), so ``auto_resume`` or
-    ``ckpt_path`` continue from it. A SIGTERM that arrives while validating is not saved: the model then holds
-    the EMA weights swapped in for validation, so the periodic checkpoint before it is the last good one.
+    ``ckpt_path`` continue from it. Lightning stops a validation after the batch in progress; the model then holds
+    the EMA weights swapped in for validation, so they are swapped back before saving (as the end of validation
+    would), and the checkpoint is the training state of the last step. During the sanity check nothing has been
+    trained: nothing is saved, and the message names the checkpoint the run started from.
     """
 
     def __init__(self, dirpath: str | Path):
@@ -55,15 +69,17 @@ class CheckpointOnSigterm(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
-        if trainer.validating or trainer.sanity_checking:
+        if trainer.sanity_checking:
             _log_warning(
-                f"SIGTERM during validation at step {trainer.global_step}: not saved; last good checkpoint: "
+                f"SIGTERM during the sanity check: nothing trained yet, nothing saved; last good checkpoint: "
                 f"{last_good_checkpoint(trainer) or 'none'}"
             )
             return
+        where = " (during validation)" if trainer.validating else ""
+        restore_live_weights(trainer, pl_module)
         path = self.dirpath / SIGTERM_CHECKPOINT_NAME
         trainer.save_checkpoint(path)
-        _log_warning(f"SIGTERM at step {trainer.global_step}: saved {path}")
+        _log_warning(f"SIGTERM at step {trainer.global_step}{where}: saved {path}")
 
 
 class StopOnNonFiniteLoss(L.Callback):

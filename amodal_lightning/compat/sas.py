@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from amodal_lightning.checkpoints import STATE_DICT_KEY, refused_object
 from amodal_lightning.errors import CheckpointError, ConfigError
 from amodal_lightning.models.unet import RESAMPLE_FACTOR, UNetModel
 
@@ -176,12 +177,22 @@ def read_sas_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
+        if (name := refused_object(exc)) is not None:
+            raise CheckpointError(
+                f"SAS checkpoint {path} names the Python object {name}, which loading would run: refused "
+                f"(expected {SAS_CHECKPOINT_KINDS}: tensors only)"
+            ) from None
         raise CheckpointError(
             f"SAS checkpoint {path} could not be read ({type(exc).__name__}: {_first_line(str(exc))}); "
             f"expected {SAS_CHECKPOINT_KINDS}"
         ) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"SAS checkpoint {path} holds a {type(obj).__name__}, expected {SAS_CHECKPOINT_KINDS}")
+    if STATE_DICT_KEY in obj:
+        raise CheckpointError(
+            f"SAS checkpoint {path} is already a checkpoint of ours (it has '{STATE_DICT_KEY}'): pass it as "
+            "ckpt_path directly"
+        )
     for key, value in obj.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-import hydra
 from omegaconf import DictConfig
 
-from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data.coco_amodal import scan_coco_annotations
 from amodal_lightning.data.coco_formats import FORMATS as ANNOTATION_FORMATS
 from amodal_lightning.data.object_folders import scan_object_root
@@ -110,7 +110,7 @@ def roots_of(data: DictConfig) -> list[str]:
     return [str(root) for root in (data.root, data.get("noise_root")) if root]
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="check")
+@entry_point("check")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: check the configured roots and exit with status 1 when any sample is malformed."""
     with user_errors_as_one_line():

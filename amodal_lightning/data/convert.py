@@ -16,11 +16,11 @@ apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its 
 import logging
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.config import config_dir, user_errors_as_one_line
+from amodal_lightning.command_line import entry_point
+from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data import object_folders, sas_folders
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError
@@ -59,14 +59,15 @@ def convert(images: ImageCollection, layout: str, output: str | Path) -> dict[st
     return counts
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="convert")
+@entry_point("convert")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():
         if cfg.get("data") is None or TARGET_KEY not in cfg.data:
             raise ConfigError("data: name the source to convert, e.g. data=kins data.annotations=FILE data.images=DIR")
         data = OmegaConf.to_container(cfg.data, resolve=True)
-        datamodule = instantiate(OmegaConf.create({**data, "task": {"name": "instance"}}), _convert_="all")
+        settings = {**data, "image_size": cfg.image_size, "task": {"name": "instance"}}
+        datamodule = instantiate(OmegaConf.create(settings), _convert_="all")
         # The instance task reads images at their own size, and every object of them.
         images = datamodule.scenes("train")
         counts = convert(images, cfg.layout, cfg.output)

@@ -145,7 +145,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         pin_memory: pin loader memory: true, false or ``"auto"`` (on when training on GPUs).
         validate_files: decode and check every SAS file at setup instead of when it is first loaded.
         skip_bad_samples: leave out the images of a SAS root that have malformed folders (and log how many)
-            instead of refusing the root.
+            instead of refusing the root; a sample that still fails to load in training or validation is replaced
+            by another one and counted (the ``data/skipped_samples`` metric) instead of stopping the run.
         augment_orientations: each training sample is seen in an orientation drawn uniformly from this set
             (:mod:`amodal_lightning.orientations`): ``"identity"`` (as it is, SAS), ``"mirror"`` or ``"dihedral"``.
         annotations, images: the annotation file and the folder its images are in (annotation-file sources:
@@ -242,6 +243,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         # Without a trainer every loader batch is the global batch; setup() divides it over devices.
         self.per_device_batch_size = self.batch_size
         self._collections: dict[str, ImageCollection] = {}
+        self._task_datasets: dict[str, TaskDataset] = {}
         self._splits: dict[str, list] | None = None
         self._noise: TaskDataset | None = None
 
@@ -337,7 +339,17 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         repeats = self.front_layer_repeats if not self.task.crops_objects else 1
         # Crops of scenes held in memory cost more to make than to keep: each is made once.
         cache = self.source == "synthetic" and self.task.crops_objects
-        return TaskDataset(self._collection(split), self.task, repeats if split == "train" else 1, cache=cache)
+        dataset = TaskDataset(
+            self._collection(split), self.task, repeats if split == "train" else 1, cache=cache,
+            skip_bad=self.skip_bad_samples,
+        )
+        self._task_datasets[split] = dataset
+        return dataset
+
+    def skipped_samples(self) -> int:
+        """Samples of the training and validation loaders replaced so far because they failed to load
+        (``skip_bad_samples``)."""
+        return sum(self._task_datasets[split].skipped for split in ("train", "val") if split in self._task_datasets)
 
     def _synthetic_split(self, split: str) -> InMemoryImages:
         offset = SPLITS.index(split) * SYNTHETIC_SPLIT_STRIDE

@@ -8,18 +8,29 @@ in the batch format of :mod:`amodal_lightning.batch`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, TARGET
 from amodal_lightning.data import sas_folders
 from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.errors import DataError
+
+log = logging.getLogger(__name__)
 
 BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
+# With skip_bad, a sample that fails to load is replaced by the one this many positions on (a prime: the replacement
+# is unrelated to the failed sample, and the same in every run), trying at most MAX_REPLACEMENTS in a row.
+REPLACEMENT_STRIDE = 7919
+MAX_REPLACEMENTS = 8
+# Skipped-sample counters: one slot per loader worker and one for the main process, in shared memory, so the main
+# process can count what its workers skipped without a lock.
+MAX_COUNTED_WORKERS = 256
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -153,9 +164,13 @@ class TaskDataset(Dataset):
     decides every later layer of sequential inference, so a recipe can spend more of its steps on it).
     ``cache`` keeps every sample once made (compactly: uint8 RGB, bool masks), for sources held in memory whose
     samples cost more to make than to keep (the instance task's crops of generated scenes).
+    ``skip_bad`` replaces a sample whose files fail to load (a :class:`DataError` naming the file) by another one,
+    counts it (:attr:`skipped`) and logs the first; without it the error stops the run.
     """
 
-    def __init__(self, images: ImageCollection, task=None, front_repeats: int = 1, cache: bool = False):
+    def __init__(
+        self, images: ImageCollection, task=None, front_repeats: int = 1, cache: bool = False, skip_bad: bool = False
+    ):
         from amodal_lightning.tasks import SequentialLayersTask
 
         self.images = images
@@ -169,11 +184,40 @@ class TaskDataset(Dataset):
         self._image_index = np.concatenate([image_index, image_index[extra]])
         self._within = np.concatenate([within, within[extra]])
         self._cache: dict[tuple[int, int], dict] | None = {} if cache else None
+        self.skip_bad = bool(skip_bad)
+        self._skipped = torch.zeros(MAX_COUNTED_WORKERS + 1, dtype=torch.int64).share_memory_()
+        self._logged_skip = False
 
     def __len__(self) -> int:
         return len(self._image_index)
 
+    @property
+    def skipped(self) -> int:
+        """Samples replaced so far because they failed to load, by this process and its loader workers."""
+        return int(self._skipped.sum())
+
     def __getitem__(self, index: int) -> dict:
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            try:
+                return self._sample((index + attempt * REPLACEMENT_STRIDE) % len(self))
+            except DataError as exc:
+                if not self.skip_bad:
+                    raise
+                self._count_skip(exc)
+                last = exc
+        raise DataError(
+            f"data.skip_bad_samples: {MAX_REPLACEMENTS + 1} samples in a row failed to load; the last: {last}"
+        )
+
+    def _count_skip(self, exc: DataError) -> None:
+        worker = get_worker_info()
+        self._skipped[0 if worker is None else 1 + worker.id % MAX_COUNTED_WORKERS] += 1
+        if not self._logged_skip:
+            # Once per process: a root with many bad files must not flood the log (the metric counts them all).
+            self._logged_skip = True
+            log.warning("data.skip_bad_samples: %s; replaced by another sample (counted in data/skipped_samples)", exc)
+
+    def _sample(self, index: int) -> dict:
         key = int(self._image_index[index]), int(self._within[index])
         if self._cache is None:
             return self.task.sample(self.images, *key)

@@ -35,6 +35,8 @@ LEGACY_VALIDATION_SAMPLING = {"sample_steps": "steps", "sampler": "sampler", "et
 # SAS logs every loss term per quarter of the timestep range; so do we, to see which noise levels are learned.
 NUM_LOSS_QUARTILES = 4
 
+# Images the sanity check before training samples (the validation batch may hold hundreds).
+SANITY_SAMPLED_IMAGES = 2
 # Speed options that leave the model's results unchanged (up to float rounding); see ``performance`` below.
 PERFORMANCE_DEFAULTS = {"channels_last": "auto", "compile": False, "fused_adamw": True}
 # channels_last="auto" turns it on for these devices only: NHWC convolutions are faster on GPUs (cuDNN, tensor
@@ -167,8 +169,12 @@ class AmodalDiffusionModule(L.LightningModule):
         self._log_terms("val", terms, t, sync_dist=True)
         if batch_idx < self.validation_cfg["num_batches"]:
             conditioning, _ = self.task.split(batch)
+            target = batch[TARGET]
+            if self._trainer is not None and self._trainer.sanity_checking:
+                # The sanity check only proves the sampling path runs: a few images, not a whole (large) batch.
+                conditioning, target = conditioning[:SANITY_SAMPLED_IMAGES], target[:SANITY_SAMPLED_IMAGES]
             pred = self.sample_masks(conditioning, generator=generator)
-            iou = per_sample_iou(pred, batch[TARGET])
+            iou = per_sample_iou(pred, target)
             self.log("val/sampled_iou", iou.mean(), sync_dist=True, prog_bar=True, batch_size=iou.shape[0])
 
     # ------------------------------------------------------------------------------------------------ sampling
