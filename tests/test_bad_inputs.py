@@ -145,13 +145,13 @@ def write_inputs(root: Path) -> dict[str, Path]:
 
 # (case id, module, arguments with {path} fields, text the error line must contain)
 TRAIN_CASES = [
-    ("train-lr-not-a-number", "train", ["model.lr=abc"], "model.lr takes a number"),
+    ("train-lr-not-a-number", "train", ["model.module.optimizer.lr=abc"], "model.module.optimizer.lr takes a number"),
     ("train-steps-word", "train", ["trainer.max_steps=ten"], "trainer.max_steps takes a number"),
     ("train-bool-word", "train", ["trainer.enable_progress_bar=maybe"], "enable_progress_bar takes true or false"),
     ("train-bool-number", "train", ["model.module.performance.fused_adamw=3"], "fused_adamw takes true or false"),
     ("train-unknown-key", "train", ["model.learning_rate=0.1"], "model.learning_rate"),
     ("train-unknown-option", "train", ["model=unet99"], "unet99"),
-    ("train-broken-syntax", "train", ["model.lr=[1,"], "model.lr=[1,"),
+    ("train-broken-syntax", "train", ["model.module.optimizer.lr=[1,"], "model.module.optimizer.lr=[1,"),
     ("train-impossible-devices", "train", ["trainer.accelerator=gpu"], "trainer.accelerator"),
     ("train-ckpt-missing", "train", ["ckpt_path={missing}"], "{missing}"),
     ("train-ckpt-truncated", "train", ["ckpt_path={truncated_ckpt}"], "{truncated_ckpt}"),
@@ -342,11 +342,11 @@ def test_a_wrong_type_stops_train_before_anything_is_built(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "amodal_lightning.train", *TRAIN, f"hydra.run.dir={run_dir}", "model.lr=abc"],
+        [sys.executable, "-m", "amodal_lightning.train", *TRAIN, f"hydra.run.dir={run_dir}", "model.module.optimizer.lr=abc"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert result.returncode == USAGE_ERROR
     assert result.stderr.strip().splitlines() == [
-        "error: model.lr=abc: model.lr takes a number (its default is 0.003), not text"
+        "error: model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), not text"
     ]
     assert not run_dir.exists()

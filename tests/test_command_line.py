@@ -22,11 +22,11 @@ def test_every_documented_command_passes(where, entry, args):
         ["trainer=cpu", "trainer.devices=auto"],  # a word where the default is a number: Lightning's devices
         ["trainer.deterministic=warn"],
         ["trainer.limit_val_batches=0.5"],  # a fraction where the default is a count
-        ["model.lr=1"],  # an integer where the default is a float
+        ["model.module.optimizer.lr=1"],  # an integer where the default is a float
         ["trainer.max_time=null"],
         ["model.module.performance.compile={mode: max-autotune}"],  # true, or torch.compile's arguments
         ["model.module.performance.channels_last=true"],  # the default is the word auto
-        ["model.lr=2e-4", "model.lr=abc", "model.lr=1e-3"],  # the last of a key holds
+        ["model.module.optimizer.lr=2e-4", "model.module.optimizer.lr=abc", "model.module.optimizer.lr=1e-3"],  # the last of a key holds
         ["~logger"],
     ],
 )
@@ -37,12 +37,12 @@ def test_legitimate_values_pass(argv):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["model.lr=abc"], "model.lr=abc: model.lr takes a number (its default is 0.003), not text"),
-        (["model.lr=1e-3", "model.lr=abc"], "model.lr=abc: model.lr takes a number"),
-        (["model.lr=true"], "model.lr=true: model.lr takes a number (its default is 0.003), not true or false"),
+        (["model.module.optimizer.lr=abc"], "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), not text"),
+        (["model.module.optimizer.lr=1e-3", "model.module.optimizer.lr=abc"], "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number"),
+        (["model.module.optimizer.lr=true"], "model.module.optimizer.lr=true: model.module.optimizer.lr takes a number (its default is 0.003), not true or false"),
         (["final_validation=1"], "final_validation=1: final_validation takes true or false"),
         (["model=unet99"], "Could not find 'model/unet99' Available options in 'model': unet32 unet64"),
-        (["model.lr"], "model.lr: not an override Hydra can read"),
+        (["model.module.optimizer.lr"], "model.module.optimizer.lr: not an override Hydra can read"),
         (["model.learning_rate=1"], "Could not override 'model.learning_rate'. To append to your config use +"),
     ],
 )
@@ -53,5 +53,5 @@ def test_mistakes_are_one_line_naming_the_key(argv, expected):
 
 
 def test_hydra_flags_are_left_to_hydra():
-    check_command_line("train", ["--cfg", "job", "model.lr=abc"])
-    check_command_line("train", ["-m", "model.lr=abc,1e-3"])
+    check_command_line("train", ["--cfg", "job", "model.module.optimizer.lr=abc"])
+    check_command_line("train", ["-m", "model.module.optimizer.lr=abc,1e-3"])

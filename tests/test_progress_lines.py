@@ -19,7 +19,7 @@ TINY = [
     "data.synthetic.num_train=48",
     "data.synthetic.num_val=8",
     "data.synthetic.num_test=8",
-    f"model.global_batch_size={BATCH}",
+    f"data.batch_size={BATCH}",
     f"trainer.max_steps={STEPS}",
     "trainer.val_check_interval=100",
     "trainer.limit_val_batches=1",
@@ -27,7 +27,7 @@ TINY = [
     "final_validation=false",
     "callbacks.layer_panel=null",
     "trainer.enable_progress_bar=false",
-    "model.module.validation.sample_steps=2",
+    "model.module.validation.inference.steps=2",
     "logger=none",
 ]
 SPEED = re.compile(
