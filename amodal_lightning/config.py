@@ -10,9 +10,9 @@ import contextlib
 import logging
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict

@@ -49,23 +49,55 @@ NOT_IN_WEIGHTS: dict[str, Any] = {
     **{
         name: SAS_DEFAULT_FLAGS[name]
         for name in (
-            "image_size", "num_heads", "num_head_channels", "num_heads_upsample", "use_new_attention_order",
-            "dropout", "diffusion_steps", "noise_schedule", "predict_xstart",
+            "image_size",
+            "num_heads",
+            "num_head_channels",
+            "num_heads_upsample",
+            "use_new_attention_order",
+            "dropout",
+            "diffusion_steps",
+            "noise_schedule",
+            "predict_xstart",
         )
     },
     **SAS_TRAINING_DEFAULTS,
 }
 # Flags that are read from the weights' shapes (a flag given must agree with them).
 READ_FROM_WEIGHTS = (
-    "num_channels", "num_res_blocks", "channel_mult", "attention_resolutions", "use_scale_shift_norm",
-    "resblock_updown", "in_channels", "out_channels", "learn_sigma",
+    "num_channels",
+    "num_res_blocks",
+    "channel_mult",
+    "attention_resolutions",
+    "use_scale_shift_norm",
+    "resblock_updown",
+    "in_channels",
+    "out_channels",
+    "learn_sigma",
 )
 # SAS flags that play no part in a converted checkpoint (data, logging, batching, checkpointing, fp16 training).
-IGNORED_SAS_FLAGS = frozenset({
-    "data_dir", "save_dir", "noise_rate", "schedule_sampler", "lr_anneal_steps", "batch_size", "microbatch",
-    "ema_rate", "log_interval", "save_interval", "resume_checkpoint", "use_fp16", "fp16_scale_growth",
-    "use_checkpoint", "timestep_respacing", "use_kl", "rescale_timesteps", "rescale_learned_sigmas", "class_cond",
-})
+IGNORED_SAS_FLAGS = frozenset(
+    {
+        "data_dir",
+        "save_dir",
+        "noise_rate",
+        "schedule_sampler",
+        "lr_anneal_steps",
+        "batch_size",
+        "microbatch",
+        "ema_rate",
+        "log_interval",
+        "save_interval",
+        "resume_checkpoint",
+        "use_fp16",
+        "fp16_scale_growth",
+        "use_checkpoint",
+        "timestep_respacing",
+        "use_kl",
+        "rescale_timesteps",
+        "rescale_learned_sigmas",
+        "class_cond",
+    }
+)
 KNOWN_SAS_FLAGS = frozenset(SAS_DEFAULT_FLAGS) | frozenset(NOT_IN_WEIGHTS) | frozenset(READ_FROM_WEIGHTS)
 
 

@@ -30,9 +30,9 @@ from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table, write_rows
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
-from amodal_lightning.instance_metrics import format_instance_table
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.instance_metrics import format_instance_table
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -178,7 +178,6 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors_as_one_line():
         evaluate(cfg)
-
 
 
 if __name__ == "__main__":

@@ -58,7 +58,14 @@ REFERENCE_ROWS = {
 TABLE_COLUMNS = (OBJECTS, MIOU, POOLED_IOU, OCCLUDED_MIOU)
 # Columns of object_rows, one row per object for a per-object CSV.
 OBJECT_ROW_COLUMNS = (
-    "image_id", "object", "iou", "occluded_iou", "occlusion_rate", "occlusion", "intersection", "union"
+    "image_id",
+    "object",
+    "iou",
+    "occluded_iou",
+    "occlusion_rate",
+    "occlusion",
+    "intersection",
+    "union",
 )
 # Each foreground pixel (r, c) spans [r, r + 1] x [c, c + 1]; hull coordinates are doubled so that pixel corners
 # (even) and pixel centres (odd) are integers and the inside test is exact.

@@ -113,8 +113,9 @@ def _predict_objects(inference: InstanceInference, root: Path, output: Path, gen
     failures = [{"image_id": p.image_id, "path": p.message.split(": ")[0], "error": p.message} for p in scan.problems]
     collection = ObjectFolderImages(root, scan.records, image_size=None)
     output.mkdir(parents=True, exist_ok=True)
-    log.info("Predicting the objects of %d image(s) from %s on %s into %s", len(collection), root, inference.device,
-             output)
+    log.info(
+        "Predicting the objects of %d image(s) from %s on %s into %s", len(collection), root, inference.device, output
+    )
     entries = []
     for index in range(len(collection)):
         started = time.perf_counter()
@@ -125,7 +126,11 @@ def _predict_objects(inference: InstanceInference, root: Path, output: Path, gen
             continue
         prediction = inference.predict([image], generator)[0]
         folder = write_objects(
-            output / image.image_id, image.image, image.object_ids, image.visible, prediction.amodal,
+            output / image.image_id,
+            image.image,
+            image.object_ids,
+            image.visible,
+            prediction.amodal,
             prediction.uncertainty,
         )
         entries.append(

@@ -67,7 +67,9 @@ def score_results(
         raise DataError(f"{annotations}: {err}") from None
     del data
     predictions = read_results(results)
-    rows = {row: InstanceMetrics(occlusion_edges=tuple(occlusion_edges)) for row in (RESULTS_ROW, VISIBLE_MASK, CONVEX_HULL)}
+    rows = {
+        row: InstanceMetrics(occlusion_edges=tuple(occlusion_edges)) for row in (RESULTS_ROW, VISIBLE_MASK, CONVEX_HULL)
+    }
     counts: Counter = Counter()
     used = set()
     for raw in tables:
@@ -129,7 +131,8 @@ def scored_line(objects: dict, include_stuff: bool, min_visible_pixels: int, mis
         f"< {min_visible_pixels} visible pixel(s) left out ({objects.get('left_out_too_little_visible', 0)})",
         f"malformed left out ({objects.get('left_out_malformed', 0)})",
         f"empty amodal left out ({objects.get('left_out_empty_amodal', 0)})",
-        f"without a result: {objects.get('without_result', 0)} ({'scored empty' if missing_results == 'empty' else 'left out'})",
+        f"without a result: {objects.get('without_result', 0)} "
+        f"({'scored empty' if missing_results == 'empty' else 'left out'})",
         f"results matching no annotation: {objects.get('results_without_annotation', 0)}",
     ]
     return "; ".join(parts)
@@ -153,8 +156,11 @@ def main(cfg: DictConfig) -> None:
         if cfg.output:
             output = Path(cfg.output)
             output.mkdir(parents=True, exist_ok=True)
-            report = {"annotations": str(Path(cfg.annotations).resolve()), "results": str(Path(cfg.results).resolve()),
-                      **report}
+            report = {
+                "annotations": str(Path(cfg.annotations).resolve()),
+                "results": str(Path(cfg.results).resolve()),
+                **report,
+            }
             (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
             log.info("Wrote %s", output / METRICS_FILE)
 

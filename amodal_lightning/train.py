@@ -124,6 +124,5 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.optimized_metric)
 
 
-
 if __name__ == "__main__":
     main()

@@ -59,16 +59,26 @@ def timed(inference: InstanceInference, images, seed: int) -> dict:
     objects = sum(p.num_objects for p in predictions)
     evaluator.score(images, predictions)
     vote = evaluator.compute()["vote"]
-    return {"objects": objects, "seconds": seconds, "objects_per_second": objects / seconds, "miou": vote.get("miou"),
-            "occluded_miou": vote.get("occluded_miou")}
+    return {
+        "objects": objects,
+        "seconds": seconds,
+        "objects_per_second": objects / seconds,
+        "miou": vote.get("miou"),
+        "occluded_miou": vote.get("occluded_miou"),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; print the table; write the JSON report; return it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="overrides of conf/evaluate.yaml: ckpt_path=PATH (required), ...")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES),
-                        help="objects per pass of the batched rows (default: %(default)s)")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BATCH_SIZES),
+        help="objects per pass of the batched rows (default: %(default)s)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON report (default: %(default)s)")
     args = parser.parse_args(argv)
     with user_errors_as_one_line():
@@ -76,8 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
         device = resolve_device(cfg.device)
         loaded = load_for_inference(cfg.ckpt_path, device)
         if not loaded.module.task.crops_objects:
-            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a "
-                              "task=instance checkpoint")
+            raise ConfigError(
+                f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a "
+                "task=instance checkpoint"
+            )
         cfg.model.image_size = loaded.image_size
         data = {**data_config(cfg, loaded.run_config), "task": task_config(loaded.module)}
         collection = native_resolution(instantiate(OmegaConf.create(data), _convert_="all").scenes(cfg.split))
@@ -97,13 +109,32 @@ def main(argv: list[str] | None = None) -> dict:
         baseline = rows[0]["objects_per_second"]
         for row in rows:
             row["ratio"] = row["objects_per_second"] / baseline
-    header = ["objects per pass", "objects", "seconds", "objects/s", "ratio to one at a time", "vote mIoU",
-              "occluded mIoU"]
-    table = [[str(r["batch_size"]), str(r["objects"]), f"{r['seconds']:.2f}", f"{r['objects_per_second']:.1f}",
-              f"{r['ratio']:.2f}x", f"{r['miou']:.4f}", f"{r['occluded_miou']:.4f}"] for r in rows]
+    header = [
+        "objects per pass",
+        "objects",
+        "seconds",
+        "objects/s",
+        "ratio to one at a time",
+        "vote mIoU",
+        "occluded mIoU",
+    ]
+    table = [
+        [
+            str(r["batch_size"]),
+            str(r["objects"]),
+            f"{r['seconds']:.2f}",
+            f"{r['objects_per_second']:.1f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['miou']:.4f}",
+            f"{r['occluded_miou']:.4f}",
+        ]
+        for r in rows
+    ]
     print(machine_line(machine))
-    print(f"Settings: {settings.steps} {settings.sampler} steps, {settings.ensemble_size} members per object, "
-          f"{count} image(s), seed {cfg.seed}.")
+    print(
+        f"Settings: {settings.steps} {settings.sampler} steps, {settings.ensemble_size} members per object, "
+        f"{count} image(s), seed {cfg.seed}."
+    )
     print(markdown_table(header, table))
     report = {"checkpoint": str(cfg.ckpt_path), "machine": machine, "inference": settings.as_dict(), "rows": rows}
     write_report(args.output, report)

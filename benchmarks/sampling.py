@@ -449,9 +449,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(1000 ancestral steps, batch 1, members one after another), same model, same images, same run.",
     )
     add_common_arguments(parser, DEFAULT_OUTPUT)
-    parser.add_argument(
-        "--steps", type=int, nargs="+", help="our step counts, one row each (default: inference.steps)"
-    )
+    parser.add_argument("--steps", type=int, nargs="+", help="our step counts, one row each (default: inference.steps)")
     parser.add_argument(
         "--reference-steps",
         type=int,

@@ -182,15 +182,24 @@ def main() -> None:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     waits = " ".join(f"{name}={value}" for name, value in USER_OMP_WAITS.items()) or "(per path)"
-    print(f"device={args.device} cores={os.cpu_count()} load_average={load:.1f} precision={args.precision} "
-          f"compile={args.compile} OpenMP waits={waits}", flush=True)
+    print(
+        f"device={args.device} cores={os.cpu_count()} load_average={load:.1f} precision={args.precision} "
+        f"compile={args.compile} OpenMP waits={waits}",
+        flush=True,
+    )
     specs = {REFERENCE: REFERENCE_SPEC, OPTIMISED: optimised_spec(args)}
     if args.ablate:
         specs.update({f"optimised {name}": ablation_spec(args, name) for name in ABLATIONS})
     for model in args.models.split(","):
         batch = args.batch or DEFAULT_BATCH[(model, args.device.split(":")[0])]
-        job = {"model": model, "device": args.device, "batch": batch, "steps": args.steps, "warmup": args.warmup,
-               "threads": args.threads}
+        job = {
+            "model": model,
+            "device": args.device,
+            "batch": batch,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "threads": args.threads,
+        }
         times: dict[str, list[float]] = {name: [] for name in specs}
         threads = None
         for _ in range(args.rounds):

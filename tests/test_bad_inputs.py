@@ -24,8 +24,13 @@ from amodal_lightning.models.unet import UNetModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASES_SCRIPT = Path(__file__).with_name("cli_cases.py")
-TINY_SAS_FLAGS = {"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1,
-                  "attention_resolutions": "16"}
+TINY_SAS_FLAGS = {
+    "image_size": 32,
+    "num_channels": 32,
+    "channel_mult": "1,2",
+    "num_res_blocks": 1,
+    "attention_resolutions": "16",
+}
 # Cheap sampling: every path runs, nothing waits.
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
 TRAIN = ["debug=default", "logger=csv"]
@@ -174,10 +179,18 @@ PREDICT_CASES = [
     ("predict-input-broken", "predict", ["ckpt_path={ckpt}", "input={broken_images}"], "broken.png"),
     ("predict-input-mixed", "predict", ["ckpt_path={ckpt}", "input={mixed_images}"], "zero.png"),
     ("predict-output-is-a-file", "predict", ["ckpt_path={ckpt}", "input={images}", "output={a_file}"], "{a_file}"),
-    ("predict-steps-word", "predict", ["ckpt_path={ckpt}", "input={images}", "inference.steps=abc"],
-     "inference.steps=abc: inference.steps takes a number"),
-    ("predict-steps-impossible", "predict", ["ckpt_path={ckpt}", "input={images}", "inference.steps=5000"],
-     "inference.steps=5000"),
+    (
+        "predict-steps-word",
+        "predict",
+        ["ckpt_path={ckpt}", "input={images}", "inference.steps=abc"],
+        "inference.steps=abc: inference.steps takes a number",
+    ),
+    (
+        "predict-steps-impossible",
+        "predict",
+        ["ckpt_path={ckpt}", "input={images}", "inference.steps=5000"],
+        "inference.steps=5000",
+    ),
     ("predict-unknown-key", "predict", ["ckpt_path={ckpt}", "input={images}", "inference.stepz=2"], "inference.stepz"),
     ("predict-no-cuda", "predict", ["ckpt_path={ckpt}", "input={images}", "device=cuda:7"], "device="),
     ("predict-ckpt-required", "predict", ["input={images}"], "ckpt_path"),
@@ -208,16 +221,32 @@ CONVERT_CASES = [
 SCORE_CASES = [
     ("score-annotations-missing", "score", ["annotations={missing}", "results={text_json}"], "{missing}"),
     ("score-annotations-not-json", "score", ["annotations={text_ckpt}", "results={text_json}"], "{text_ckpt}"),
-    ("score-missing-results-word", "score", ["annotations={text_json}", "results={text_json}", "missing_results=drop"],
-     "missing_results='drop'"),
-    ("score-min-pixels-word", "score", ["annotations={text_json}", "results={text_json}", "min_visible_pixels=some"],
-     "min_visible_pixels takes a number"),
+    (
+        "score-missing-results-word",
+        "score",
+        ["annotations={text_json}", "results={text_json}", "missing_results=drop"],
+        "missing_results='drop'",
+    ),
+    (
+        "score-min-pixels-word",
+        "score",
+        ["annotations={text_json}", "results={text_json}", "min_visible_pixels=some"],
+        "min_visible_pixels takes a number",
+    ),
 ]
 DATA_CONVERT_CASES = [
-    ("convert-data-root-missing", "data.convert", ["data=sas", "data.root={missing}", "output={root}/out/conv"],
-     "{missing}"),
-    ("convert-data-layout", "data.convert", ["data=sas", "data.root={sas_root}", "output={root}/out/conv2",
-                                             "layout=pyramid"], "layout"),
+    (
+        "convert-data-root-missing",
+        "data.convert",
+        ["data=sas", "data.root={missing}", "output={root}/out/conv"],
+        "{missing}",
+    ),
+    (
+        "convert-data-layout",
+        "data.convert",
+        ["data=sas", "data.root={sas_root}", "output={root}/out/conv2", "layout=pyramid"],
+        "layout",
+    ),
 ]
 # data.check reports each malformed sample on its own line (a report, not an error) and exits 1.
 CHECK_PROBLEM_CASES = [
@@ -228,10 +257,15 @@ CHECK_PROBLEM_CASES = [
 ]
 ERROR_CASES = TRAIN_CASES + PREDICT_CASES + EVALUATE_CASES + CHECK_CASES + CONVERT_CASES + SCORE_CASES
 ERROR_CASES += DATA_CONVERT_CASES
-MODULES = {"train": "amodal_lightning.train", "predict": "amodal_lightning.predict",
-           "evaluate": "amodal_lightning.evaluate", "data.check": "amodal_lightning.data.check",
-           "convert_sas": "amodal_lightning.convert_sas", "score": "amodal_lightning.score",
-           "data.convert": "amodal_lightning.data.convert"}
+MODULES = {
+    "train": "amodal_lightning.train",
+    "predict": "amodal_lightning.predict",
+    "evaluate": "amodal_lightning.evaluate",
+    "data.check": "amodal_lightning.data.check",
+    "convert_sas": "amodal_lightning.convert_sas",
+    "score": "amodal_lightning.score",
+    "data.convert": "amodal_lightning.data.convert",
+}
 
 
 def fill(text: str, paths: dict[str, Path]) -> str:
@@ -261,14 +295,19 @@ def results(inputs) -> dict[str, dict]:
     before = digest(inputs["root"])
     cases = [(case_id, command, args) for case_id, command, args, _ in ERROR_CASES]
     cases += [(case_id, "data.check", args) for case_id, args, _ in CHECK_PROBLEM_CASES]
-    spec = [{"module": MODULES[command], "args": case_arguments(case_id, command, args, inputs)}
-            for case_id, command, args in cases]
+    spec = [
+        {"module": MODULES[command], "args": case_arguments(case_id, command, args, inputs)}
+        for case_id, command, args in cases
+    ]
     work = inputs["root"].parent
     (work / "cases.json").write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
     process = subprocess.run(
         [sys.executable, str(CASES_SCRIPT), str(work / "cases.json"), str(work / "results.json")],
-        cwd=work, env=env, capture_output=True, text=True,
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert process.returncode == 0, process.stderr[-3000:]
     by_id = dict(zip((case_id for case_id, _, _ in cases), json.loads((work / "results.json").read_text())))
@@ -327,8 +366,19 @@ def test_an_unreadable_folder_is_one_line(inputs, tmp_path):
     try:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
         result = subprocess.run(
-            [sys.executable, "-m", "amodal_lightning.predict", f"ckpt_path={inputs['ckpt']}", f"input={locked}",
-             f"output={tmp_path / 'out'}", *FAST], cwd=tmp_path, env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "amodal_lightning.predict",
+                f"ckpt_path={inputs['ckpt']}",
+                f"input={locked}",
+                f"output={tmp_path / 'out'}",
+                *FAST,
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
         )
     finally:
         locked.chmod(0o755)
@@ -342,11 +392,22 @@ def test_a_wrong_type_stops_train_before_anything_is_built(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "amodal_lightning.train", *TRAIN, f"hydra.run.dir={run_dir}", "model.module.optimizer.lr=abc"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "amodal_lightning.train",
+            *TRAIN,
+            f"hydra.run.dir={run_dir}",
+            "model.module.optimizer.lr=abc",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == USAGE_ERROR
     assert result.stderr.strip().splitlines() == [
-        "error: model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), not text"
+        "error: model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), "
+        "not text"
     ]
     assert not run_dir.exists()

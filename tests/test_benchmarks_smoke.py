@@ -49,8 +49,18 @@ def test_sampling_steps_prints_a_row_per_step_count_and_writes_json(tiny_ckpt, t
 
 def test_sampling_compares_ours_with_the_reference_procedure(tiny_ckpt, tmp_path, capsys):
     output = tmp_path / "sampling.json"
-    argv = [f"ckpt_path={tiny_ckpt}", *FAST, "--steps", "2", "--reference-steps", "4", "--output", str(output),
-            "--teacher-forced-max-steps", "2"]
+    argv = [
+        f"ckpt_path={tiny_ckpt}",
+        *FAST,
+        "--steps",
+        "2",
+        "--reference-steps",
+        "4",
+        "--output",
+        str(output),
+        "--teacher-forced-max-steps",
+        "2",
+    ]
     report = sampling.main(argv)
     printed = capsys.readouterr().out
     rows = table_rows(printed)
@@ -59,7 +69,10 @@ def test_sampling_compares_ours_with_the_reference_procedure(tiny_ckpt, tmp_path
     assert json.loads(output.read_text()) == json.loads(json.dumps(report))
     reference = report["reference"]["inference"]
     assert (reference["sampler"], reference["steps"], reference["batch_size"], reference["combine"]) == (
-        "ancestral", 4, 1, "sas"
+        "ancestral",
+        4,
+        1,
+        "sas",
     )
     assert report["reference"]["images_per_call"] == 1 and report["reference"]["seconds_per_image"] > 0
     # One sequential pass per image at least, each timed; teacher-forced only for runs of <= 2 steps.

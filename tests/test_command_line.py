@@ -26,7 +26,11 @@ def test_every_documented_command_passes(where, entry, args):
         ["trainer.max_time=null"],
         ["model.module.performance.compile={mode: max-autotune}"],  # true, or torch.compile's arguments
         ["model.module.performance.channels_last=true"],  # the default is the word auto
-        ["model.module.optimizer.lr=2e-4", "model.module.optimizer.lr=abc", "model.module.optimizer.lr=1e-3"],  # the last of a key holds
+        [
+            "model.module.optimizer.lr=2e-4",
+            "model.module.optimizer.lr=abc",
+            "model.module.optimizer.lr=1e-3",
+        ],  # the last of a key holds
         ["~logger"],
     ],
 )
@@ -37,9 +41,19 @@ def test_legitimate_values_pass(argv):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["model.module.optimizer.lr=abc"], "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), not text"),
-        (["model.module.optimizer.lr=1e-3", "model.module.optimizer.lr=abc"], "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number"),
-        (["model.module.optimizer.lr=true"], "model.module.optimizer.lr=true: model.module.optimizer.lr takes a number (its default is 0.003), not true or false"),
+        (
+            ["model.module.optimizer.lr=abc"],
+            "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number (its default is 0.003), not text",
+        ),
+        (
+            ["model.module.optimizer.lr=1e-3", "model.module.optimizer.lr=abc"],
+            "model.module.optimizer.lr=abc: model.module.optimizer.lr takes a number",
+        ),
+        (
+            ["model.module.optimizer.lr=true"],
+            "model.module.optimizer.lr=true: model.module.optimizer.lr takes a number (its default is 0.003), "
+            "not true or false",
+        ),
         (["final_validation=1"], "final_validation=1: final_validation takes true or false"),
         (["model=unet99"], "Could not find 'model/unet99' Available options in 'model': unet32 unet64"),
         (["model.module.optimizer.lr"], "model.module.optimizer.lr: not an override Hydra can read"),

@@ -89,7 +89,11 @@ def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_ke
     ours = [(k, list(v.shape)) for k, v in net.state_dict().items()]
     assert ours == [(k, list(s)) for k, s in golden_unet64_keys["state_dict"]]
     diffusion = cfg.model.module.diffusion
-    assert (diffusion.diffusion_steps, diffusion.noise_schedule, diffusion.variance_type) == (1000, "linear", "learned_range")
+    assert (diffusion.diffusion_steps, diffusion.noise_schedule, diffusion.variance_type) == (
+        1000,
+        "linear",
+        "learned_range",
+    )
 
 
 def test_small_model_and_callbacks_instantiate(tmp_path):

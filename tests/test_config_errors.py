@@ -69,9 +69,7 @@ def _composed_configs(tmp: Path) -> list:
         compose("train", [*train, *extra])
         for extra in ([], ["task=instance"], ["logger=wandb"], ["data=sas"], ["data=objects"], ["model=unet64"])
     ]
-    configs.append(
-        compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"])
-    )
+    configs.append(compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"]))
     for name in ("predict", "evaluate", "score", "check", "convert"):
         configs.append(compose(name, ["data=sas"] if name in ("evaluate", "convert") else []))
     for cfg in configs[:7]:
@@ -135,7 +133,10 @@ def test_an_old_spelling_on_the_command_line_is_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "HYDRA_FULL_ERROR": "0"}
     result = subprocess.run(
         [sys.executable, "-m", "amodal_lightning.train", "model.max_steps=5"],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: model.max_steps: moved to trainer.max_steps"

@@ -12,8 +12,13 @@ from amodal_lightning.inference.loading import load_for_inference
 from amodal_lightning.models.unet import UNetModel
 
 # Shapes only; the head count is what the weights cannot show.
-TINY_SHAPE_FLAGS = {"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1,
-                    "attention_resolutions": "16"}
+TINY_SHAPE_FLAGS = {
+    "image_size": 32,
+    "num_channels": 32,
+    "channel_mult": "1,2",
+    "num_res_blocks": 1,
+    "attention_resolutions": "16",
+}
 TWO_HEADS = 2
 BATCH = 2
 USAGE_ERROR = 2
@@ -96,8 +101,18 @@ def test_sas_args_file_gives_the_flags(two_head_sas, tmp_path, capsys, text):
     flags = read_sas_args(args_file, KNOWN_SAS_FLAGS)
     assert flags["num_heads"] == TWO_HEADS and flags["image_size"] == 32 and flags["noise_schedule"] == "linear"
     assert "data_dir" not in flags
-    main([str(sas_path), str(tmp_path / "from_file.ckpt"), "--sas_args", str(args_file), "--channel_mult", "1,2",
-          "--attention_resolutions", "16"])
+    main(
+        [
+            str(sas_path),
+            str(tmp_path / "from_file.ckpt"),
+            "--sas_args",
+            str(args_file),
+            "--channel_mult",
+            "1,2",
+            "--attention_resolutions",
+            "16",
+        ]
+    )
     assumed = assumed_names(capsys.readouterr().out)
     assert "num_heads" not in assumed and "image_size" not in assumed and "dropout" in assumed
     torch.testing.assert_close(converted_output(tmp_path / "from_file.ckpt"), reference_output(net), atol=1e-5, rtol=0)
@@ -147,7 +162,10 @@ def test_bad_flags_are_one_line(two_head_sas, tmp_path, capsys, extra, expected)
 def test_read_sas_args_keeps_known_flags_only(tmp_path):
     path = tmp_path / "log.txt"
     path.write_text("--num_heads_upsample -1 --use_new_attention_order True --lr=2e-5 --save_dir ./out")
-    assert read_sas_args(path, KNOWN_SAS_FLAGS) == {"num_heads_upsample": -1, "use_new_attention_order": True,
-                                                    "lr": 2e-5}
+    assert read_sas_args(path, KNOWN_SAS_FLAGS) == {
+        "num_heads_upsample": -1,
+        "use_new_attention_order": True,
+        "lr": 2e-5,
+    }
     with pytest.raises(ConfigError, match="no SAS flag"):
         read_sas_args(path, frozenset({"image_size"}))

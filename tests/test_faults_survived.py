@@ -67,8 +67,9 @@ def test_a_full_disk_stops_the_run_in_one_line_and_keeps_the_last_checkpoint(tmp
     lines = capsys.readouterr().err.strip().splitlines()
     last = tmp_path / "checkpoints" / "last.ckpt"
     failed = tmp_path / "checkpoints" / f"step{2 * SAVE_EVERY:07d}.ckpt"
-    assert lines == [f"error: checkpoint {failed}: No space left on device: the run stopped; checkpoints saved "
-                     "before are intact"]
+    assert lines == [
+        f"error: checkpoint {failed}: No space left on device: the run stopped; checkpoints saved before are intact"
+    ]
     assert calls == [SAVE_EVERY, SAVE_EVERY, 2 * SAVE_EVERY]
     # The checkpoint before the fault still loads and resumes; the cut save left nothing behind.
     assert load(last)["global_step"] == SAVE_EVERY and not failed.exists()
@@ -107,12 +108,15 @@ def test_a_truncated_checkpoint_is_passed_over_by_auto_resume(tmp_path, caplog):
 
     probe = CaptureStartState()
     with caplog.at_level(logging.WARNING, logger="amodal_lightning.checkpoints"):
-        train(tiny_config(tmp_path, *QUICK, "auto_resume=true", f"trainer.max_steps={2 * SAVE_EVERY + 1}"),
-              extra_callbacks=[probe])
+        train(
+            tiny_config(tmp_path, *QUICK, "auto_resume=true", f"trainer.max_steps={2 * SAVE_EVERY + 1}"),
+            extra_callbacks=[probe],
+        )
     assert probe.step == 2 * SAVE_EVERY  # from step0000004.ckpt, the newest whole checkpoint
     warnings = [record.getMessage() for record in caplog.records if "auto_resume" in record.getMessage()]
-    assert warnings == [f"auto_resume: {checkpoints / 'last.ckpt'} is truncated or not a checkpoint; trying the one "
-                        "before it"]
+    assert warnings == [
+        f"auto_resume: {checkpoints / 'last.ckpt'} is truncated or not a checkpoint; trying the one before it"
+    ]
 
 
 def test_auto_resume_refuses_when_every_checkpoint_is_cut(tmp_path):
@@ -145,7 +149,10 @@ def test_a_nan_in_the_middle_of_gradient_accumulation_applies_nothing(tmp_path):
     # Optimiser step 2 is made of batches 2 and 3: batch 2's gradient is accumulated, batch 3 is NaN.
     poison = PoisonBatch(batch_index=2 * accumulate - 1)
     cfg = tiny_config(
-        tmp_path, *QUICK, "callbacks.checkpoint.every_n_train_steps=1", f"trainer.accumulate_grad_batches={accumulate}",
+        tmp_path,
+        *QUICK,
+        "callbacks.checkpoint.every_n_train_steps=1",
+        f"trainer.accumulate_grad_batches={accumulate}",
         "trainer.max_steps=4",
     )
     with pytest.raises(NonFiniteLossError, match=r"at step 2: training stopped without saving") as info:
@@ -185,8 +192,12 @@ def test_sigterm_during_validation_saves_the_training_state_within_one_batch(tmp
     steps = SAVE_EVERY
     probe = SigtermAt(sanity=False)
     cfg = tiny_config(
-        tmp_path, *QUICK, f"trainer.max_steps={4 * steps}", f"trainer.val_check_interval={steps}",
-        "trainer.limit_val_batches=4", "callbacks.checkpoint.every_n_train_steps=100",
+        tmp_path,
+        *QUICK,
+        f"trainer.max_steps={4 * steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.limit_val_batches=4",
+        "callbacks.checkpoint.every_n_train_steps=100",
     )
     with pytest.raises(SIGTERMException):
         train(cfg, extra_callbacks=[probe])
@@ -207,8 +218,9 @@ def test_sigterm_during_validation_saves_the_training_state_within_one_batch(tmp
 def test_sigterm_during_the_sanity_check_saves_nothing_and_stops(tmp_path, caplog):
     probe = SigtermAt(sanity=True)
     cfg = tiny_config(tmp_path, *QUICK, "trainer.limit_val_batches=4", "+trainer.num_sanity_val_steps=3")
-    with caplog.at_level(logging.WARNING, logger="amodal_lightning.callbacks.fault_tolerance"), pytest.raises(
-        SIGTERMException
+    with (
+        caplog.at_level(logging.WARNING, logger="amodal_lightning.callbacks.fault_tolerance"),
+        pytest.raises(SIGTERMException),
     ):
         train(cfg, extra_callbacks=[probe])
     assert probe.sent and probe.batches_after == 0

@@ -163,7 +163,10 @@ def test_score_of_evaluate_results_reproduces_evaluate_on_an_annotation_file(ins
     entries = json.loads((out / "results.json").read_text())
     (tmp_path / "fewer.json").write_text(json.dumps(entries[1:]))
     fewer = score_results(tmp_path / "ann.json", tmp_path / "fewer.json")
-    assert fewer["objects"]["without_result"] == 1 and fewer["metrics"]["results"]["miou"] < scored["metrics"]["results"]["miou"]
+    assert (
+        fewer["objects"]["without_result"] == 1
+        and fewer["metrics"]["results"]["miou"] < scored["metrics"]["results"]["miou"]
+    )
     skipped = score_results(tmp_path / "ann.json", tmp_path / "fewer.json", missing_results="skip")
     assert skipped["metrics"]["results"]["objects"] == objects - 1
 

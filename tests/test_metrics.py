@@ -68,8 +68,11 @@ def test_missing_and_extra_layers_score_zero_and_break_the_count():
 def test_hidden_part_iou():
     amodal = block(2, 2, 4, 4)  # 16 px
     visible = block(2, 2, 4, 2)  # its left half is visible; the hidden part is the right half, 8 px
-    iou, has_hidden = hidden_part_iou(torch.stack([amodal, visible, torch.zeros(SIDE, SIDE), block(2, 4, 4, 1)]),
-                                      amodal.expand(4, -1, -1), visible.expand(4, -1, -1))
+    iou, has_hidden = hidden_part_iou(
+        torch.stack([amodal, visible, torch.zeros(SIDE, SIDE), block(2, 4, 4, 1)]),
+        amodal.expand(4, -1, -1),
+        visible.expand(4, -1, -1),
+    )
     # Whole object: hidden parts match; visible parts only or nothing: 0; half of the hidden part: 0.5.
     assert iou.tolist() == [1.0, 0.0, 0.0, 0.5] and has_hidden.all()
     _, none_hidden = hidden_part_iou(visible, visible, visible)
@@ -115,7 +118,10 @@ def test_object_placement_counts_right_early_late_and_missed_objects():
     layers = torch.tensor([[0, 1, 0, 2, 1, -1]])  # an object with no visible part and a padding slot don't count
     placement = object_placement(pred, counts(2), visible, layers)
     assert {key: value.tolist() for key, value in placement.items()} == {
-        "objects": [4], "right": [1], "too_early": [1], "too_late": [1],
+        "objects": [4],
+        "right": [1],
+        "too_early": [1],
+        "too_late": [1],
     }
     metric = LayerMetrics(max_layers=3)
     metric.update(pred, counts(2), stack(a + c, b, d), counts(3), visible_objects=visible, object_layers=layers)

@@ -15,7 +15,8 @@ def test_every_subpackage_and_the_configs_are_packaged():
     setuptools_cfg = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     packaged = set(setuptools_cfg["packages"])
     on_disk = {
-        ".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "amodal_lightning").rglob("__init__.py")
+        ".".join(init.parent.relative_to(REPO_ROOT).parts)
+        for init in (REPO_ROOT / "amodal_lightning").rglob("__init__.py")
     }
     assert on_disk - packaged == set(), "add these to [tool.setuptools] packages"
     assert setuptools_cfg["package-dir"]["amodal_lightning.conf"] == "conf"

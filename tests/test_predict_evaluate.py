@@ -40,8 +40,13 @@ TINY_TRAIN = [
 ]
 # Cheap sampling: every path runs, nothing waits.
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
-TINY_SAS_FLAGS = {"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1,
-                  "attention_resolutions": "16"}
+TINY_SAS_FLAGS = {
+    "image_size": 32,
+    "num_channels": 32,
+    "channel_mult": "1,2",
+    "num_res_blocks": 1,
+    "attention_resolutions": "16",
+}
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +101,9 @@ class RecordingLogger:
 
 def test_callback_sends_the_panel_and_tables_to_loggers_that_take_them(tmp_path):
     layers = np.ones((1, 8, 8), dtype=bool)
-    result = ImageResult("a", np.zeros((8, 8, 3), np.uint8), layers, layers, np.zeros((1, 8, 8), np.float32), 0, 1.0, None)
+    result = ImageResult(
+        "a", np.zeros((8, 8, 3), np.uint8), layers, layers, np.zeros((1, 8, 8), np.float32), 0, 1.0, None
+    )
     recorder = RecordingLogger()
     trainer = SimpleNamespace(global_step=7, loggers=[recorder, object()])
     LayerEvaluation(tmp_path, panel_images=1).publish(
@@ -156,8 +163,14 @@ def test_evaluate_a_sas_root_at_its_own_resolution(tiny_ckpt, tmp_path):
     write_sas_dataset(root, SceneGenerator(image_size=48), range(2))
     cfg = compose(
         "evaluate",
-        [f"ckpt_path={tiny_ckpt}", "data=sas", f"data.root={root}", f"output={tmp_path / 'out'}",
-         "teacher_forced=false", *FAST],
+        [
+            f"ckpt_path={tiny_ckpt}",
+            "data=sas",
+            f"data.root={root}",
+            f"output={tmp_path / 'out'}",
+            "teacher_forced=false",
+            *FAST,
+        ],
     )
     metrics = evaluate(cfg)["metrics"]
     assert set(metrics) == {"sequential", "empty", "visible_oracle"}
@@ -178,8 +191,14 @@ def test_a_converted_sas_checkpoint_predicts_and_evaluates(tmp_path):
     report = evaluate(
         compose(
             "evaluate",
-            [f"ckpt_path={converted}", "data=synthetic", "data.synthetic.num_test=2", f"output={tmp_path / 'e'}",
-             "teacher_forced=false", *FAST],
+            [
+                f"ckpt_path={converted}",
+                "data=synthetic",
+                "data.synthetic.num_test=2",
+                f"output={tmp_path / 'e'}",
+                "teacher_forced=false",
+                *FAST,
+            ],
         )
     )
     assert report["metrics"]["sequential"]["images"] == 2 and report["data"]["image_size"] == 32

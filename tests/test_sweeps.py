@@ -113,7 +113,9 @@ def test_a_failing_job_is_one_line_and_does_not_stop_the_other_jobs(tmp_path):
     assert message in result.stderr.strip().splitlines()[-3:], "the sweep ends on the one-line error"
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
     assert json.loads((sweep / "0" / "returned.json").read_text()) == "failed"
-    assert json.loads((sweep / "1" / "returned.json").read_text()) == pytest.approx(last_logged(sweep / "1", "val/loss"))
+    assert json.loads((sweep / "1" / "returned.json").read_text()) == pytest.approx(
+        last_logged(sweep / "1", "val/loss")
+    )
 
 
 @pytest.mark.slow

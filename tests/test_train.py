@@ -128,7 +128,10 @@ def test_last_checkpoint_holds_the_step_training_ended_on(tmp_path, budget, call
     assert not all(torch.equal(last["state_dict"][k], v) for k, v in last["current_model_state"].items())
     probe = CaptureStartState()
     resumed = tmp_path / "resumed"
-    train(tiny_config(resumed, "trainer.max_steps=9", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"), extra_callbacks=[probe])
+    train(
+        tiny_config(resumed, "trainer.max_steps=9", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"),
+        extra_callbacks=[probe],
+    )
     probe.assert_restored(last)
 
 

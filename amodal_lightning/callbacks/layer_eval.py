@@ -119,7 +119,9 @@ class LayerEvaluation(L.Callback):
         step = trainer.global_step
         shown = results[: self.panel_images]
         panel = render_panel(
-            [r.image for r in shown], [r.true_layers for r in shown], [r.layers for r in shown],
+            [r.image for r in shown],
+            [r.true_layers for r in shown],
+            [r.layers for r in shown],
             [r.uncertainty for r in shown],
         )
         table = [r.row() for r in results]

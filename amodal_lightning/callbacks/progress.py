@@ -57,8 +57,10 @@ class StepTimer(L.Callback):
         parts = [f"speed: {seconds:.3g} s/step (steps {first + 1}-{last})"]
         remaining_steps = trainer.max_steps - last if trainer.max_steps and trainer.max_steps > 0 else None
         if remaining_steps is not None:
-            parts.append(f"the remaining {remaining_steps} of max_steps={trainer.max_steps} would take "
-                         f"{_clock(remaining_steps * seconds)}")
+            parts.append(
+                f"the remaining {remaining_steps} of max_steps={trainer.max_steps} would take "
+                f"{_clock(remaining_steps * seconds)}"
+            )
         timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
         time_left = timer.time_remaining() if timer is not None else None
         if time_left is not None and (remaining_steps is None or time_left < remaining_steps * seconds):

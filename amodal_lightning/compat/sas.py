@@ -124,7 +124,8 @@ def unet_kwargs_from_sas_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(flags["channel_mult"], str) and not flags["channel_mult"].strip():
         if image_size not in SAS_CHANNEL_MULT_BY_SIZE:
             raise _bad(
-                "image_size", image_size,
+                "image_size",
+                image_size,
                 f"one of {sorted(SAS_CHANNEL_MULT_BY_SIZE)} when channel_mult is '' (or give channel_mult)",
             )
         channel_mult = list(SAS_CHANNEL_MULT_BY_SIZE[image_size])
@@ -158,7 +159,7 @@ def unet_kwargs_from_sas_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _strip_ddp_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    return {k[len(DDP_PREFIX):] if k.startswith(DDP_PREFIX) else k: v for k, v in state_dict.items()}
+    return {k[len(DDP_PREFIX) :] if k.startswith(DDP_PREFIX) else k: v for k, v in state_dict.items()}
 
 
 def _first_line(text: str, limit: int = 200) -> str:

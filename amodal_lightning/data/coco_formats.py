@@ -176,8 +176,10 @@ def read_tables(data: dict, fmt: str) -> tuple[list[RawImage], list[str]]:
     image (an ``images`` entry without its keys, an annotation whose image is not listed)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {list(FORMATS)}")
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
-        data.get("annotations"), list
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("annotations"), list)
     ):
         raise ValueError(f"none of the amodal formats: expected {EXPECTED_KEYS}")
     images, problems = _image_table(data)
@@ -326,8 +328,10 @@ def _object_order(image: dict, anns: list[dict], keys: ObjectKeys) -> tuple[Orde
     if DEPTH_ORDER_KEY in image:
         listed = image[DEPTH_ORDER_KEY]
         position = {ann["id"]: i for i, ann in enumerate(anns)}
-        if not isinstance(listed, list) or sorted(map(str, listed)) != sorted(map(str, position)) or not all(
-            v in position for v in listed
+        if (
+            not isinstance(listed, list)
+            or sorted(map(str, listed)) != sorted(map(str, position))
+            or not all(v in position for v in listed)
         ):
             return None, (
                 f"broken {DEPTH_ORDER_KEY} {listed!r}: expected each annotation id of the image once "

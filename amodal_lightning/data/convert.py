@@ -72,9 +72,13 @@ def main(cfg: DictConfig) -> None:
         images = datamodule.scenes("train")
         counts = convert(images, cfg.layout, cfg.output)
         log.info(
-            "Wrote %d image(s) with %d object(s) to %s in the %s layout%s", counts["images"], counts["objects"],
-            cfg.output, cfg.layout,
-            f"; left out {counts['left_out_without_layers']} image(s) without layers" if counts["left_out_without_layers"]
+            "Wrote %d image(s) with %d object(s) to %s in the %s layout%s",
+            counts["images"],
+            counts["objects"],
+            cfg.output,
+            cfg.layout,
+            f"; left out {counts['left_out_without_layers']} image(s) without layers"
+            if counts["left_out_without_layers"]
             else "",
         )
 

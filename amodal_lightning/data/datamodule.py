@@ -23,14 +23,13 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import ConcatDataset, DataLoader
 
+from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, SPATIAL_KEYS, TARGET
 from amodal_lightning.data import coco_formats, object_folders, sas_folders
 from amodal_lightning.data.coco_amodal import CocoAmodalImages, scan_coco_annotations
-from amodal_lightning.data.object_folders import ObjectFolderImages
-from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, SPATIAL_KEYS, TARGET
 from amodal_lightning.data.datasets import (
     BATCH_KEYS,
     ImageCollection,
@@ -40,6 +39,7 @@ from amodal_lightning.data.datasets import (
     SasImages,
     TaskDataset,
 )
+from amodal_lightning.data.object_folders import ObjectFolderImages
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import IDENTITY, ORIENTATION_SETS, check_orientations, orient
@@ -340,7 +340,10 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         # Crops of scenes held in memory cost more to make than to keep: each is made once.
         cache = self.source == "synthetic" and self.task.crops_objects
         dataset = TaskDataset(
-            self._collection(split), self.task, repeats if split == "train" else 1, cache=cache,
+            self._collection(split),
+            self.task,
+            repeats if split == "train" else 1,
+            cache=cache,
             skip_bad=self.skip_bad_samples,
         )
         self._task_datasets[split] = dataset

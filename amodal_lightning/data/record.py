@@ -21,9 +21,10 @@ class LayeredImage:
     """A whole image with its objects and, where the depth order is known, its SAS layers.
 
     ``image`` uint8 (H,W,3); ``layers`` bool (K,H,W), front layer first, terminal empty layer not included; None
-    when the depth order is unknown (the layer task then skips the image). Per-object ground truth, where known: ``amodal`` and ``visible`` bool (N,H,W),
-    ``instance_layer`` int64 (N,) (each object's SAS layer), ``depth_order`` int64 (N,) object indices from the
-    front, ``object_ids`` int64 (N,) the source's own ids (annotation ids of a COCO-style file); None otherwise.
+    when the depth order is unknown (the layer task then skips the image). Per-object ground truth, where known:
+    ``amodal`` and ``visible`` bool (N,H,W), ``instance_layer`` int64 (N,) (each object's SAS layer),
+    ``depth_order`` int64 (N,) object indices from the front, ``object_ids`` int64 (N,) the source's own ids
+    (annotation ids of a COCO-style file); None otherwise.
     """
 
     image_id: str

@@ -454,4 +454,3 @@ def read_instances(root: str | Path, image_id: str, size: int | None = None) -> 
     for name in INSTANCE_MASK_ARRAYS:
         arrays[name] = resize_masks(arrays[name].astype(bool), size)
     return arrays
-

@@ -11,7 +11,7 @@ bits; ``x_0`` predictions are clamped to [-1, 1] even though SAS's masks live in
 """
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -320,9 +320,7 @@ class GaussianDiffusion:
         vb = torch.where(t.to(kl.device) == 0, decoder_nll, kl)
         return {"vb": vb, "kl": kl, "decoder_nll": decoder_nll, "pred_xstart": out["pred_xstart"]}
 
-    def training_losses(
-        self, denoise_fn: DenoiseFn, x_start: Tensor, t: Tensor, noise: Tensor | None = None
-    ) -> dict:
+    def training_losses(self, denoise_fn: DenoiseFn, x_start: Tensor, t: Tensor, noise: Tensor | None = None) -> dict:
         """Per-example training losses at timesteps ``t`` (indices into this diffusion's schedule).
 
         Returns ``loss`` (mse + vb for "hybrid", mse alone for "mse"), ``mse``, ``vb`` (bits; for fixed variances
@@ -452,4 +450,3 @@ class GaussianDiffusion:
                 out = self.p_sample(denoise_fn, x, t, clip_denoised=clip_denoised, generator=generator)
             x = out["sample"]
         return x
-

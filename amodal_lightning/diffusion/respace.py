@@ -5,7 +5,7 @@ products equal the original ones at the kept steps; the network is still called 
 (``timestep_map``). DDIM itself is :meth:`GaussianDiffusion.ddim_sample`, run on such a diffusion.
 """
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

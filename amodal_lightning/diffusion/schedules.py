@@ -1,7 +1,7 @@
 """Named beta schedules, kept in float64 so that every derived coefficient matches guided-diffusion (and SAS)."""
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

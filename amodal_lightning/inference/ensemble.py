@@ -11,8 +11,8 @@ Rules, selected by name (:data:`COMBINE_RULES`):
     The mean of the members' continuous values (the raw samples, not binarised) above ``threshold``.
 
 Every rule returns an empty mask when the combined mask has no foreground or less than ``empty_fraction`` of the
-image; under SAS's rule that is exactly when every member is near-empty. The uncertainty is the per-pixel variance of the
-binarised members that took part (SAS's kept members; all members otherwise), in [0, 0.25].
+image; under SAS's rule that is exactly when every member is near-empty. The uncertainty is the per-pixel variance of
+the binarised members that took part (SAS's kept members; all members otherwise), in [0, 0.25].
 """
 
 from __future__ import annotations

@@ -84,7 +84,14 @@ class ImageResult:
         """A table row: id, true and predicted layer counts, merges, mIoU and hidden-part mIoU (None: no hidden part
         or no visible masks)."""
         hidden = None if self.hidden_miou is None else round(self.hidden_miou, ROW_DIGITS)
-        values = (self.image_id, len(self.true_layers), len(self.layers), self.merges, round(self.miou, ROW_DIGITS), hidden)
+        values = (
+            self.image_id,
+            len(self.true_layers),
+            len(self.layers),
+            self.merges,
+            round(self.miou, ROW_DIGITS),
+            hidden,
+        )
         return dict(zip(ROW_COLUMNS, values))
 
 

@@ -84,10 +84,14 @@ class InstanceInference:
         return torch.cat(parts)
 
     @torch.no_grad()
-    def predict(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> list[ObjectPrediction]:
+    def predict(
+        self, images: Sequence[LayeredImage], generator: torch.Generator | None = None
+    ) -> list[ObjectPrediction]:
         """Every object of every image (their ``visible`` masks at the image's resolution; ``amodal`` unused)."""
         task = self.module.task
-        samples = [task.object_sample(image, obj, self.image_size) for image in images for obj in range(image.num_objects)]
+        samples = [
+            task.object_sample(image, obj, self.image_size) for image in images for obj in range(image.num_objects)
+        ]
         members = self.sample_crops(samples, generator).numpy()
         predictions, start = [], 0
         for image in images:

@@ -63,7 +63,9 @@ def load_for_inference(ckpt_path: str | Path, device: torch.device) -> LoadedMod
     try:
         module = AmodalDiffusionModule(**hparams)
     except TypeError as err:
-        raise CheckpointError(f"ckpt_path: {path}: its hyperparameters do not fit this version's model ({err})") from None
+        raise CheckpointError(
+            f"ckpt_path: {path}: its hyperparameters do not fit this version's model ({err})"
+        ) from None
     load_weights(module, checkpoint, path)
     run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
     image_size = int(run_config.get("model", {}).get("image_size") or model_image_size(module))

@@ -1,9 +1,9 @@
 """Files ``predict`` writes for one image, in ``{output}/{image_id}/``, all at the image's own resolution::
 
-    layer_{k}.png        the predicted layer k (0 = front), binary 0/255
-    cumulative_{k}.png   layers 0..k together: what occludes layer k + 1
-    uncertainty_{k}.png  the ensemble's per-pixel variance for layer k, 0..255 for 0..0.25 (members split evenly)
-    overlay.png          the image with each layer in its own colour
+layer_{k}.png        the predicted layer k (0 = front), binary 0/255
+cumulative_{k}.png   layers 0..k together: what occludes layer k + 1
+uncertainty_{k}.png  the ensemble's per-pixel variance for layer k, 0..255 for 0..0.25 (members split evenly)
+overlay.png          the image with each layer in its own colour
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ fraction and the time fraction, so the rate reaches its floor as the run stops o
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from lightning.pytorch.callbacks import Timer

@@ -7,7 +7,8 @@ checkpoint alone is enough for inference: ``AmodalDiffusionModule.load_from_chec
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -290,20 +291,15 @@ def _performance_options(performance: dict | None) -> dict:
     options = dict(PERFORMANCE_DEFAULTS)
     for key, value in (performance or {}).items():
         if key not in PERFORMANCE_DEFAULTS:
-            raise ConfigError(
-                f"performance.{key}: unknown option; expected one of {sorted(PERFORMANCE_DEFAULTS)}"
-            )
+            raise ConfigError(f"performance.{key}: unknown option; expected one of {sorted(PERFORMANCE_DEFAULTS)}")
         options[key] = value
     if options["channels_last"] not in (True, False, "auto"):
-        raise ConfigError(
-            f"performance.channels_last={options['channels_last']!r}: expected true, false or auto"
-        )
+        raise ConfigError(f"performance.channels_last={options['channels_last']!r}: expected true, false or auto")
     if not isinstance(options["fused_adamw"], bool):
         raise ConfigError(f"performance.fused_adamw={options['fused_adamw']!r}: expected true or false")
     if not isinstance(options["compile"], (bool, dict)):
         raise ConfigError(
-            f"performance.compile={options['compile']!r}: expected true, false or a dict of "
-            "torch.compile arguments"
+            f"performance.compile={options['compile']!r}: expected true, false or a dict of torch.compile arguments"
         )
     return options
 

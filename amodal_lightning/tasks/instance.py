@@ -126,5 +126,3 @@ class InstanceTask:
     def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical batch -> (conditioning, target) in network values."""
         return self.conditioning_from(batch), self.convention.mask(batch[TARGET])
-
-

@@ -20,7 +20,7 @@ GOLDEN_ATOL = 1e-4  # RGB enters as 0..255, so float32 reordering alone reaches 
 
 def _golden_weights(golden_small):
     arrays, _ = golden_small
-    return {k[len("w/"):]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")}
+    return {k[len("w/") :]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("w/")}
 
 
 def _meta_state_dict(flags):
@@ -115,8 +115,13 @@ def test_bad_flag_raises_one_line_naming_it(flag, value):
 
 
 SAS_VARIANTS = [
-    {"image_size": 32, "num_channels": 32, "channel_mult": "1,2", "num_res_blocks": 1,
-     "attention_resolutions": "32,16"},
+    {
+        "image_size": 32,
+        "num_channels": 32,
+        "channel_mult": "1,2",
+        "num_res_blocks": 1,
+        "attention_resolutions": "32,16",
+    },
     {"num_channels": 32, "attention_resolutions": "16,8", "use_scale_shift_norm": True, "resblock_updown": True},
     {"num_channels": 32, "num_res_blocks": 0, "attention_resolutions": "8"},
     {"image_size": 16, "num_channels": 32, "channel_mult": "1", "num_res_blocks": 3, "attention_resolutions": "16"},

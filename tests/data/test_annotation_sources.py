@@ -1,9 +1,9 @@
 """Annotation-file sources through the data module and the check command: an exported file of generated scenes
 gives the same samples as the scenes themselves, for both tasks."""
 
+import os
 import subprocess
 import sys
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,15 @@ def exported(tmp_path_factory):
 
 def datamodule(folder, task=None, **kwargs):
     return LayeredAmodalDataModule(
-        source="amodal_coco", annotations=folder / "annotations.json", images=folder / "images", image_size=SIZE,
-        batch_size=4, val_fraction=0.0, test_fraction=0.0, task=task, **kwargs,
+        source="amodal_coco",
+        annotations=folder / "annotations.json",
+        images=folder / "images",
+        image_size=SIZE,
+        batch_size=4,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        task=task,
+        **kwargs,
     )
 
 
@@ -65,19 +72,35 @@ def test_a_file_with_a_missing_image_is_refused_in_one_line_naming_the_check_com
     folder, records = exported
     export_coco_amodal(records[:2], tmp_path / "a.json", tmp_path / "images")
     (tmp_path / "images" / sorted(os.listdir(tmp_path / "images"))[0]).unlink()
-    dm = LayeredAmodalDataModule(source="amodal_coco", annotations=tmp_path / "a.json", images=tmp_path / "images",
-                                 image_size=SIZE, val_fraction=0.0, test_fraction=0.0)
+    dm = LayeredAmodalDataModule(
+        source="amodal_coco",
+        annotations=tmp_path / "a.json",
+        images=tmp_path / "images",
+        image_size=SIZE,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
     with pytest.raises(DataError, match=r"is missing.*data.check data=amodal_coco data.annotations=") as err:
         dm.setup("fit")
     assert "\n" not in str(err.value)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = ["data=amodal_coco", f"data.annotations={tmp_path / 'a.json'}", f"data.images={tmp_path / 'images'}"]
-    result = subprocess.run([sys.executable, "-m", "amodal_lightning.data.check", *args], env=env, capture_output=True,
-                            text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.data.check", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stdout.strip().splitlines()
     assert "a.json" in line and "is missing" in line
     clean = [*args[:1], f"data.annotations={folder / 'annotations.json'}", f"data.images={folder / 'images'}"]
-    ok = subprocess.run([sys.executable, "-m", "amodal_lightning.data.check", *clean], env=env, capture_output=True,
-                        text=True, cwd=tmp_path)
+    ok = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.data.check", *clean],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert ok.returncode == 0 and ok.stdout == ""

@@ -9,11 +9,10 @@ import numpy as np
 
 from amodal_lightning.data.coco_export import export_coco_amodal
 from amodal_lightning.data.convert import convert
-from amodal_lightning.data.datasets import InMemoryImages
+from amodal_lightning.data.datasets import InMemoryImages, SasImages
 from amodal_lightning.data.object_folders import ObjectFolderImages, scan_object_root
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.data.sas_folders import index_sas_root, read_instances
-from amodal_lightning.data.datasets import SasImages
 from amodal_lightning.data.scenes import SceneGenerator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,16 +51,31 @@ def test_sas_layout_keeps_the_layers_and_leaves_out_images_without_them(tmp_path
 def test_the_command_converts_an_annotation_file(tmp_path):
     given = records(3)
     export_coco_amodal(given, tmp_path / "ann.json", tmp_path / "images")
-    args = ["data=amodal_coco", f"data.annotations={tmp_path / 'ann.json'}", f"data.images={tmp_path / 'images'}",
-            "layout=objects", f"output={tmp_path / 'out'}"]
+    args = [
+        "data=amodal_coco",
+        f"data.annotations={tmp_path / 'ann.json'}",
+        f"data.images={tmp_path / 'images'}",
+        "layout=objects",
+        f"output={tmp_path / 'out'}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-m", "amodal_lightning.data.convert", *args], env=env,
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.data.convert", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     scan = scan_object_root(tmp_path / "out")
     assert len(scan.records) == 3 and not scan.problems
-    bad = subprocess.run([sys.executable, "-m", "amodal_lightning.data.convert", *args[:3], "layout=coco",
-                          f"output={tmp_path / 'x'}"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    bad = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.data.convert", *args[:3], "layout=coco", f"output={tmp_path / 'x'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: layout='coco': expected one of ['objects', 'sas']"
     ]

@@ -230,7 +230,7 @@ def plant_order_not_json(root):
 def plant_order_not_ints(root):
     path, order = _order(root)
     path.write_text(json.dumps({"order": [str(k) for k in order]}))
-    return f"{path}: expected {{\"order\": [k, ...]}}"
+    return f'{path}: expected {{"order": [k, ...]}}'
 
 
 def plant_order_unknown_object(root):

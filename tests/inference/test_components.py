@@ -53,14 +53,19 @@ def test_parts_apart_from_keep_only_what_neither_overlaps_nor_borders():
         "#.....",
     )
     apart = parts_apart_from(masks, others)[0]
-    assert apart.tolist() == masks_from(
-        "##....",
-        "......",
-        "......",
-        "......",
-        ".....#",
-        "......",
-    )[0].bool().tolist()
+    assert (
+        apart.tolist()
+        == masks_from(
+            "##....",
+            "......",
+            "......",
+            "......",
+            ".....#",
+            "......",
+        )[0]
+        .bool()
+        .tolist()
+    )
 
 
 def test_empty_masks_have_no_parts():

@@ -40,7 +40,12 @@ def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
         assert result.layers.shape == (2, DATA_SIDE, DATA_SIDE) and result.uncertainty.shape == result.layers.shape
         np.testing.assert_array_equal(result.layers, image.layers)
     assert results[0].row() == {
-        "image_id": "known", "true_layers": 2, "predicted_layers": 2, "merges": 0, "miou": 1.0, "hidden_miou": 1.0,
+        "image_id": "known",
+        "true_layers": 2,
+        "predicted_layers": 2,
+        "merges": 0,
+        "miou": 1.0,
+        "hidden_miou": 1.0,
     }
     assert results[1].hidden_miou is None
 

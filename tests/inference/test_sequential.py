@@ -81,8 +81,15 @@ def test_teacher_forced_conditions_on_the_true_layers_and_checks_the_stop():
 
 def test_a_random_tiny_model_stops_within_max_layers():
     module = AmodalDiffusionModule(
-        unet={"image_size": SIDE, "in_channels": 5, "model_channels": 32, "out_channels": 2, "num_res_blocks": 1,
-              "attention_resolutions": [], "channel_mult": [1, 2]},
+        unet={
+            "image_size": SIDE,
+            "in_channels": 5,
+            "model_channels": 32,
+            "out_channels": 2,
+            "num_res_blocks": 1,
+            "attention_resolutions": [],
+            "channel_mult": [1, 2],
+        },
         diffusion={"diffusion_steps": 100},
         task={"name": "sequential_layers", "convention": "symmetric"},
         optimizer={"lr": 1e-4},
@@ -98,7 +105,10 @@ def test_a_random_tiny_model_stops_within_max_layers():
 @pytest.mark.parametrize(
     "settings,message",
     [
-        ({"steps": SCHEDULE + 1}, f"inference.steps={SCHEDULE + 1}: the model's diffusion schedule has {SCHEDULE} steps"),
+        (
+            {"steps": SCHEDULE + 1},
+            f"inference.steps={SCHEDULE + 1}: the model's diffusion schedule has {SCHEDULE} steps",
+        ),
         ({"sampler": "euler"}, "inference.sampler='euler'"),
         ({"combine": "median"}, "inference.combine='median'"),
         ({"ensemble_size": 0}, "inference.ensemble_size=0"),

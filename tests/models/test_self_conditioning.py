@@ -103,4 +103,3 @@ def test_the_network_must_take_the_estimate_channel(tmp_path):
 def test_self_condition_must_be_a_fraction(tmp_path, value):
     with pytest.raises(ConfigError, match="^model.module.self_condition=.*expected .* in \\[0, 1\\]"):
         build_module(tmp_path, f"++model.module.self_condition={value}", "model.module.unet.in_channels=6")
-

@@ -61,9 +61,7 @@ def test_sas_zero_initialised_layers():
         if not p.any()
     ]
     expected = [
-        n
-        for n, _ in model.named_parameters()
-        if n.startswith("out.2.") or ".out_layers.3." in n or ".proj_out." in n
+        n for n, _ in model.named_parameters() if n.startswith("out.2.") or ".out_layers.3." in n or ".proj_out." in n
     ]
     assert zeroed == expected and expected
     x, t = _inputs()

@@ -41,8 +41,11 @@ def test_an_image_gives_one_sample_per_object_with_its_own_crop():
 
 def test_the_conditioning_has_the_occluders_only_when_asked():
     images = scenes(1)
-    batch = {k: v[None] for k, v in TaskDataset(images, build_task("instance", image_size=SIZE))[0].items()
-             if torch.is_tensor(v)}
+    batch = {
+        k: v[None]
+        for k, v in TaskDataset(images, build_task("instance", image_size=SIZE))[0].items()
+        if torch.is_tensor(v)
+    }
     with_context = build_task("instance", image_size=SIZE)
     without = build_task("instance", image_size=SIZE, occluder_context=False)
     assert with_context.conditioning_from(batch).shape[1] == 5 == with_context.conditioning_channels
