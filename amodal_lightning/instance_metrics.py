@@ -37,7 +37,7 @@ from torchmetrics import Metric
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.ensemble import MAJORITY
-from amodal_lightning.inference.evaluation import MISSING, ROW_DIGITS, VALUE_WIDTH
+from amodal_lightning.inference.evaluation import ROW_DIGITS, format_metric_rows
 from amodal_lightning.metrics import FOREGROUND, hidden_part_iou, mask_iou
 
 # Occlusion-rate edges between the buckets, and the buckets' names (one more than the edges).
@@ -382,15 +382,4 @@ def format_instance_table(rows: dict[str, dict[str, float]]) -> str:
             if name == OBJECTS and bucket and bucket not in buckets:
                 buckets.append(bucket)
     columns = [*TABLE_COLUMNS, *(f"{MIOU}{BUCKET_SEPARATOR}{b}" for b in buckets)]
-    width = max(len(row) for row in rows) if rows else 0
-    widths = [max(len(column), VALUE_WIDTH) for column in columns]
-    lines = [" ".join([" " * width, *(f"{c:>{w}}" for c, w in zip(columns, widths))])]
-    for row, metrics in rows.items():
-        cells = []
-        for column, cell_width in zip(columns, widths):
-            value = metrics.get(column)
-            text = MISSING if value is None else f"{int(value)}" if column == OBJECTS else f"{value:.4f}"
-            cells.append(f"{text:>{cell_width}}")
-        lines.append(" ".join([f"{row:<{width}}", *cells]))
-    lines += [f"reference row {row}: {meaning}" for row, meaning in REFERENCE_ROWS.items() if row in rows]
-    return "\n".join(lines)
+    return format_metric_rows(rows, columns, OBJECTS, REFERENCE_ROWS)

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from amodal_lightning.callbacks.cadence import is_due
 from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator, scored_objects
@@ -72,11 +73,7 @@ class InstanceEvaluation(L.Callback):
             self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
 
     def _due(self, step: int) -> bool:
-        if self.last_step is None:
-            return True
-        if step == self.last_step:
-            return False
-        return self.every_n_steps is None or step - self.last_step >= self.every_n_steps
+        return is_due(step, self.last_step, self.every_n_steps)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not pl_module.task.crops_objects or trainer.sanity_checking or trainer.datamodule is None:

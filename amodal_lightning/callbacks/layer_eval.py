@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from amodal_lightning.callbacks.cadence import is_due
 from amodal_lightning.inference.evaluation import ImageResult, LayerEvaluator, write_rows
 from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render import render_panel
@@ -72,12 +73,7 @@ class LayerEvaluation(L.Callback):
         self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
 
     def _due(self, step: int) -> bool:
-        if self.last_step is None:
-            return True
-        # The validation after training repeats the last step's with the same (EMA) weights: nothing new to see.
-        if step == self.last_step:
-            return False
-        return self.every_n_steps is None or step - self.last_step >= self.every_n_steps
+        return is_due(step, self.last_step, self.every_n_steps)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.datamodule is None or not self._due(trainer.global_step):

@@ -22,8 +22,6 @@ loses its layers) and the bad images, and counts them.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -38,7 +36,7 @@ from amodal_lightning.data import coco_formats, depth_order
 from amodal_lightning.data.coco_formats import RawImage, RawObject
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.data.record import LayeredImage
-from amodal_lightning.data.sas_folders import SCAN_THREADS, Problem, load_image
+from amodal_lightning.data.sas_folders import SCAN_THREADS, Problem, file_problem, load_image
 from amodal_lightning.errors import DataError
 from amodal_lightning.masks import layers_from_overlaps, resize_image_to, resize_masks, union_by_layer
 
@@ -167,20 +165,6 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: cannot read ({err})") from None
 
 
-def _file_problem(path: str) -> str | None:
-    try:
-        status = os.stat(path)
-    except FileNotFoundError:
-        return "is missing"
-    except OSError as err:
-        return f"cannot be read ({err.strerror or type(err).__name__})"
-    if not stat.S_ISREG(status.st_mode):
-        return "is missing (found something that is not a file)"
-    if status.st_size == 0:
-        return "is empty (0 bytes)"
-    return None
-
-
 def _mask_problem(obj: RawObject, height: int, width: int) -> str | None:
     """Why an object's masks do not decode, or its amodal mask has no pixel inside the image (deep scans)."""
     for kind, segmentation in (("amodal", obj.amodal), ("visible", obj.visible)):
@@ -223,9 +207,9 @@ def _check_image(
     if raw.problem is not None:
         return None, [f"{prefix}{raw.label}: {raw.problem}"], None
     path = images / raw.file_name
-    reason = _file_problem(str(path))
+    reason = file_problem(str(path))
     if reason is not None:
-        return None, [f"{prefix}{raw.label}: image file {path} {reason}"], None
+        return None, [f"{prefix}{raw.label}: image file {path}: {reason}"], None
     if deep:
         found = _image_problems(raw, path)
         if found:

@@ -195,7 +195,14 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         {key for metrics in rows.values() for key in metrics if key.startswith("iou_layer")},
         key=lambda key: int(key.removeprefix("iou_layer")),
     )
-    columns = [*SUMMARY_COLUMNS, *layer_columns]
+    return format_metric_rows(rows, [*SUMMARY_COLUMNS, *layer_columns], "images", REFERENCE_ROWS)
+
+
+def format_metric_rows(
+    rows: dict[str, dict[str, float]], columns: list[str], count_column: str, legend: dict[str, str]
+) -> str:
+    """A plain-text table of metric rows: one line per row name, the ``columns`` (``count_column`` as an integer,
+    the others as 0.1234, ``n/a`` where missing), and a line per row of ``legend`` shown."""
     width = max(len(row) for row in rows) if rows else 0
     widths = [max(len(column), VALUE_WIDTH) for column in columns]
     lines = [" ".join([" " * width, *(f"{c:>{w}}" for c, w in zip(columns, widths))])]
@@ -203,10 +210,10 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         cells = []
         for column, cell_width in zip(columns, widths):
             value = metrics.get(column)
-            text = MISSING if value is None else f"{int(value)}" if column == "images" else f"{value:.4f}"
+            text = MISSING if value is None else f"{int(value)}" if column == count_column else f"{value:.4f}"
             cells.append(f"{text:>{cell_width}}")
         lines.append(" ".join([f"{row:<{width}}", *cells]))
-    lines += [f"reference row {row}: {meaning}" for row, meaning in REFERENCE_ROWS.items() if row in rows]
+    lines += [f"reference row {row}: {meaning}" for row, meaning in legend.items() if row in rows]
     return "\n".join(lines)
 
 

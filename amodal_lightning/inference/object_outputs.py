@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from amodal_lightning.data.sas_folders import MASK_FOREGROUND
+from amodal_lightning.data.sas_folders import save_mask
 from amodal_lightning.inference.render import MAX_VARIANCE
 from amodal_lightning.inference.render_objects import object_overlay
 
@@ -25,10 +25,6 @@ HIDDEN_FILE = "{k}_hidden.png"
 UNCERTAINTY_FILE = "{k}_uncertainty.png"
 OVERLAY_FILE = "overlay.png"
 GREY_MAX = 255
-
-
-def _save_mask(path: Path, mask: np.ndarray) -> None:
-    Image.fromarray(mask.astype(np.uint8) * MASK_FOREGROUND).save(path)
 
 
 def write_objects(
@@ -45,8 +41,8 @@ def write_objects(
     objects = folder / OBJECTS_FOLDER
     objects.mkdir(parents=True, exist_ok=True)
     for i, k in enumerate(object_ids):
-        _save_mask(objects / AMODAL_FILE.format(k=k), amodal[i])
-        _save_mask(objects / HIDDEN_FILE.format(k=k), amodal[i] & ~visible[i])
+        save_mask(objects / AMODAL_FILE.format(k=k), amodal[i])
+        save_mask(objects / HIDDEN_FILE.format(k=k), amodal[i] & ~visible[i])
         grey = np.clip(uncertainty[i] / MAX_VARIANCE, 0.0, 1.0) * GREY_MAX
         Image.fromarray(grey.round().astype(np.uint8)).save(objects / UNCERTAINTY_FILE.format(k=k))
     object_overlay(image, amodal, visible).save(folder / OVERLAY_FILE)

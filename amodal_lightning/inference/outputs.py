@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from amodal_lightning.data.sas_folders import MASK_FOREGROUND
+from amodal_lightning.data.sas_folders import save_mask
 from amodal_lightning.inference.render import MAX_VARIANCE, overlay
 
 LAYER_FILE = "layer_{k}.png"
@@ -23,18 +23,14 @@ OVERLAY_FILE = "overlay.png"
 GREY_MAX = 255
 
 
-def _save_mask(path: Path, mask: np.ndarray) -> None:
-    Image.fromarray(mask.astype(np.uint8) * MASK_FOREGROUND).save(path)
-
-
 def write_prediction(folder: str | Path, image: np.ndarray, layers: np.ndarray, uncertainty: np.ndarray) -> Path:
     """Write the files above for ``image`` uint8 (H,W,3), ``layers`` bool (K,H,W), ``uncertainty`` (K,H,W)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cumulative = np.logical_or.accumulate(layers, axis=0) if len(layers) else layers
     for k in range(len(layers)):
-        _save_mask(folder / LAYER_FILE.format(k=k), layers[k])
-        _save_mask(folder / CUMULATIVE_FILE.format(k=k), cumulative[k])
+        save_mask(folder / LAYER_FILE.format(k=k), layers[k])
+        save_mask(folder / CUMULATIVE_FILE.format(k=k), cumulative[k])
         grey = np.clip(uncertainty[k] / MAX_VARIANCE, 0.0, 1.0) * GREY_MAX
         Image.fromarray(grey.round().astype(np.uint8)).save(folder / UNCERTAINTY_FILE.format(k=k))
     overlay(image, layers).save(folder / OVERLAY_FILE)

@@ -249,7 +249,7 @@ def _rle_size(data):
 @pytest.mark.parametrize(
     "make,spoil,expected",
     [
-        (cocoa_cls, _missing_image, r"annotation 5, 6, 7\): image file .*gone.png is missing"),
+        (cocoa_cls, _missing_image, r"annotation 5, 6, 7\): image file .*gone.png: required file is missing"),
         (cocoa_cls, _short_polygon, r"annotation 6: amodal mask: polygon 1 has 2 point\(s\), expected at least 3"),
         (cocoa_cls, _rle_size, r"annotation 6: visible mask: RLE size \[7, 8\] .* differs from its image's \[6, 8\]"),
         (lambda: cocoa("1-2,3-9"), None, r"annotation 377 .*names region 9, but the image has 3 region"),
