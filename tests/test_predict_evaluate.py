@@ -26,18 +26,6 @@ from amodal_lightning.predict import predict
 from amodal_lightning.train import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_TRAIN = [
-    "debug=default",
-    "data.synthetic.num_train=48",
-    "data.synthetic.num_val=8",
-    "data.synthetic.num_test=8",
-    "data.batch_size=8",
-    "trainer.max_steps=2",
-    "+trainer.num_sanity_val_steps=0",
-    "model.module.validation.inference.steps=2",
-    "callbacks.layer_panel.inference.steps=2",
-    "logger=csv",
-]
 # Cheap sampling: every path runs, nothing waits.
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
 TINY_SAS_FLAGS = {
@@ -50,10 +38,10 @@ TINY_SAS_FLAGS = {
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory, tiny_train_overrides) -> Path:
     """A 2-step training run (its final validation runs the layer callback); returns the run folder."""
     run = tmp_path_factory.mktemp("tiny_run")
-    train(compose("train", [f"paths.output_dir={run}", *TINY_TRAIN]))
+    train(compose("train", [f"paths.output_dir={run}", *tiny_train_overrides]))
     return run
 
 
@@ -248,9 +236,9 @@ def test_predict_command_writes_under_outputs_by_default(tiny_ckpt, tmp_path):
     assert (summary.parent / "a" / "overlay.png").is_file()
 
 
-def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path):
+def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path, tiny_train_overrides):
     self_conditioned = ["++model.module.self_condition=0.5", "model.module.unet.in_channels=6"]
-    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *TINY_TRAIN, *self_conditioned]))
+    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *tiny_train_overrides, *self_conditioned]))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["self_condition"] == 0.5
     cfg = compose("evaluate", [f"ckpt_path={ckpt}", f"output={tmp_path / 'eval'}", "num_images=2", *FAST])
