@@ -18,7 +18,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from amodal_lightning.errors import AmodalError, ConfigError, file_error_message
+from amodal_lightning.errors import AmodalError, ConfigError, causes, file_error_message, find_cause
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,7 @@ def at_path(path: str, message: str, root_keys: Sequence[str] = ()) -> str:
 
 def _config_error_in(exc: BaseException) -> ConfigError | None:
     """The ConfigError behind ``exc``, looking through Hydra's instantiation wrapper."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ConfigError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return find_cause(exc, ConfigError)
 
 
 def instantiate_at(cfg: DictConfig, path: str, **kwargs):
@@ -182,18 +176,15 @@ def resolve_task(cfg: DictConfig) -> dict:
 
 def _user_error_message(exc: BaseException) -> str | None:
     """The one-line message of an error the user caused, looking through Hydra's instantiation wrapper."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, AmodalError):
-            return str(exc)
-        if (message := file_error_message(exc)) is not None:
+    for cause in causes(exc):
+        if isinstance(cause, AmodalError):
+            return str(cause)
+        if (message := file_error_message(cause)) is not None:
             return message  # a folder that cannot be made, a file that cannot be written: the user's to fix
-        if isinstance(exc, OmegaConfBaseException):
-            key = getattr(exc, "full_key", None)
-            text = str(exc).splitlines()[0]
+        if isinstance(cause, OmegaConfBaseException):
+            key = getattr(cause, "full_key", None)
+            text = str(cause).splitlines()[0]
             return f"{key}: {text}" if key and key not in text else text
-        exc = exc.__cause__ or exc.__context__
     return None
 
 

@@ -4,6 +4,26 @@ Entry points catch :class:`AmodalError` and print its message alone (no tracebac
 how code tells the user they gave us something we cannot use.
 """
 
+from collections.abc import Iterator
+from typing import TypeVar
+
+_Error = TypeVar("_Error", bound=BaseException)
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (``__cause__``, else ``__context__``), each once, outermost first: how
+    an error raised inside Hydra's instantiation or a loader worker is found again."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def find_cause(exc: BaseException | None, kind: type[_Error]) -> _Error | None:
+    """The first exception of type ``kind`` in :func:`causes` of ``exc``, or None."""
+    return next((cause for cause in causes(exc) if isinstance(cause, kind)), None)
+
 
 class AmodalError(Exception):
     """Base class for errors caused by the user's input (config or data), reported as one line."""

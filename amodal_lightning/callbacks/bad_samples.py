@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 
 from amodal_lightning.callbacks.fault_tolerance import restore_live_weights
-from amodal_lightning.errors import DataError
+from amodal_lightning.errors import DataError, find_cause
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +26,6 @@ ERROR_CHECKPOINT_NAME = "on_error.ckpt"
 # How torch marks an error re-raised from a loader worker: its message holds the worker's traceback after this.
 WORKER_TRACEBACK_MARKER = "Original Traceback"
 ERROR_CLASS_PREFIX = f"{DataError.__name__}: "
-
-
-def _data_error(exception: BaseException) -> DataError | None:
-    """The :class:`DataError` that ended the run, looking through the exceptions it caused."""
-    seen = set()
-    while exception is not None and id(exception) not in seen:
-        seen.add(id(exception))
-        if isinstance(exception, DataError):
-            return exception
-        exception = exception.__cause__ or exception.__context__
-    return None
 
 
 def _to_log_files(text: str) -> None:
@@ -69,7 +58,7 @@ class BadSamples(L.Callback):
             pl_module.log(SKIPPED_METRIC, float(skipped()), on_step=True, on_epoch=False, reduce_fx="max")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        error = _data_error(exception)
+        error = find_cause(exception, DataError)
         if error is None or trainer.state.fn != TrainerFn.FITTING:
             return
         line = own_line(error)
