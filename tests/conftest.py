@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
@@ -64,3 +66,15 @@ TINY_TRAIN = (
 def tiny_train_overrides() -> list[str]:
     """Overrides of ``train`` for a 2-step run (add ``paths.output_dir``)."""
     return list(TINY_TRAIN)
+
+
+def _run_cli(module: str, args: list[str], cwd: Path):
+    """``python -m module args`` in a fresh process with this checkout importable and Hydra's errors short."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """Runs a command-line entry point in a subprocess: ``run_cli(module, args, cwd) -> CompletedProcess``."""
+    return _run_cli

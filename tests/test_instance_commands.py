@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +51,6 @@ def object_root(path: Path, count: int = 3, with_amodal: bool = False) -> Path:
         for mask in path.glob("*/objects/*_amodal.png"):
             mask.unlink()
     return path
-
-
-def run_cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def test_training_logs_the_per_object_panel_and_metrics(instance_run):
@@ -115,7 +107,7 @@ def test_predict_writes_each_object_and_reports_a_broken_one(instance_ckpt, tmp_
         assert (out / entry["image_id"] / "overlay.png").is_file()
 
 
-def test_a_folder_of_plain_images_is_refused_by_a_per_object_model(instance_ckpt, tmp_path):
+def test_a_folder_of_plain_images_is_refused_by_a_per_object_model(instance_ckpt, tmp_path, run_cli):
     inputs = tmp_path / "plain"
     inputs.mkdir()
     Image.new("RGB", (8, 8)).save(inputs / "a.png")
@@ -126,7 +118,7 @@ def test_a_folder_of_plain_images_is_refused_by_a_per_object_model(instance_ckpt
     ]
 
 
-def test_a_per_object_root_is_refused_by_a_layer_model(tmp_path):
+def test_a_per_object_root_is_refused_by_a_layer_model(tmp_path, run_cli):
     run = tmp_path / "layers"
     layer_train = [t for t in TINY_INSTANCE if t != "task=instance" and "instance_panel" not in t]
     train(compose("train", [f"paths.output_dir={run}", *layer_train, "callbacks.layer_panel.inference.steps=2"]))
@@ -171,7 +163,7 @@ def test_score_of_evaluate_results_reproduces_evaluate_on_an_annotation_file(ins
     assert skipped["metrics"]["results"]["objects"] == objects - 1
 
 
-def test_score_refuses_a_mask_of_another_size_in_one_line(tmp_path):
+def test_score_refuses_a_mask_of_another_size_in_one_line(tmp_path, run_cli):
     from amodal_lightning.data.coco_export import amodal_result, export_coco_amodal, write_results
     from amodal_lightning.data.record import LayeredImage
 

@@ -2,9 +2,6 @@
 panel, and bad input reported in one line."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -55,11 +52,6 @@ def save_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
-
-
-def run_cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def test_training_callback_writes_panel_table_and_metrics(tiny_run):
@@ -227,7 +219,7 @@ def test_bad_input_is_one_clear_line(tiny_ckpt, tmp_path, capsys):
     assert "holdout" in line
 
 
-def test_predict_command_writes_under_outputs_by_default(tiny_ckpt, tmp_path):
+def test_predict_command_writes_under_outputs_by_default(tiny_ckpt, tmp_path, run_cli):
     save_image(tmp_path / "in" / "a.png", 32, 32)
     result = run_cli("amodal_lightning.predict", [f"ckpt_path={tiny_ckpt}", "input=in", *FAST], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
