@@ -358,7 +358,10 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         offset = SPLITS.index(split) * SYNTHETIC_SPLIT_STRIDE
         count = self.split_sizes[SYNTHETIC_SPLIT_SIZES[split]]
         return InMemoryImages(
-            [LayeredImage.from_scene(scene_id(split, i), self._generator.scene(offset + i)) for i in range(count)]
+            [
+                LayeredImage.from_scene(scene_id(split, i), self._generator.scene(offset + i), self.task.reads_whole)
+                for i in range(count)
+            ]
         )
 
     def _split_records(self) -> dict[str, list]:

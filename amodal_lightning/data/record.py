@@ -24,7 +24,9 @@ class LayeredImage:
     when the depth order is unknown (the layer task then skips the image). Per-object ground truth, where known:
     ``amodal`` and ``visible`` bool (N,H,W), ``instance_layer`` int64 (N,) (each object's SAS layer),
     ``depth_order`` int64 (N,) object indices from the front, ``object_ids`` int64 (N,) the source's own ids
-    (annotation ids of a COCO-style file); None otherwise.
+    (annotation ids of a COCO-style file); ``whole`` uint8 (N,H,W,4) each object's whole appearance, RGBA: its own
+    pixels over all of its amodal mask as if nothing were in front of it, alpha 255 there and 0 (RGB 0) elsewhere;
+    None otherwise.
     """
 
     image_id: str
@@ -35,6 +37,7 @@ class LayeredImage:
     instance_layer: np.ndarray | None = None
     depth_order: np.ndarray | None = None
     object_ids: np.ndarray | None = None
+    whole: np.ndarray | None = None
 
     @property
     def num_layers(self) -> int:
@@ -46,6 +49,11 @@ class LayeredImage:
         """Number of objects N whose visible mask is known (0 without per-object ground truth)."""
         return 0 if self.visible is None else len(self.visible)
 
+    @property
+    def has_whole(self) -> bool:
+        """Whether each object's whole appearance is known (the whole-object task's ground truth)."""
+        return self.whole is not None
+
     def occlusion(self, layer: int) -> np.ndarray:
         """Cumulative occlusion mask of ``layer``: union of the layers before it, bool (H,W)."""
         return self.layers[:layer].any(axis=0) if layer else np.zeros(self.image.shape[:2], dtype=bool)
@@ -55,8 +63,9 @@ class LayeredImage:
         return self.layers[layer] if layer < self.num_layers else np.zeros(self.image.shape[:2], dtype=bool)
 
     @classmethod
-    def from_scene(cls, image_id: str, scene: Scene) -> LayeredImage:
-        """A generated scene with all its ground truth."""
+    def from_scene(cls, image_id: str, scene: Scene, with_whole: bool = True) -> LayeredImage:
+        """A generated scene with its ground truth; ``with_whole`` false leaves out the objects' whole appearance
+        (four bytes a pixel per object, held in memory only for tasks that read it)."""
         return cls(
             image_id=image_id,
             image=scene.image,
@@ -65,4 +74,5 @@ class LayeredImage:
             visible=scene.visible,
             instance_layer=scene.layer,
             depth_order=scene.depth_order,
+            whole=scene.whole if with_whole else None,
         )

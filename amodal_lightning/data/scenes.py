@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amodal_lightning.batch import PIXEL_MAX
 from amodal_lightning.data import sas_folders
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.masks import assign_layers, union_by_layer, visible_masks  # noqa: F401 - re-exported
@@ -70,7 +71,9 @@ class Scene:
 
     ``image`` uint8 (H,W,3); ``amodal`` and ``visible`` bool (N,H,W); ``depth_order`` int64 (N,): object indices
     from the front; ``layer`` int64 (N,): each object's SAS layer. Objects are stored in random order, not by
-    depth, so nothing can mistake the array order for the depth order.
+    depth, so nothing can mistake the array order for the depth order. ``whole`` uint8 (N,H,W,4): each object
+    rendered alone, RGBA, its texture over its whole amodal mask (alpha 255 there, 0 and RGB 0 elsewhere); its
+    visible pixels are exactly the image's there.
     """
 
     image: np.ndarray
@@ -78,6 +81,7 @@ class Scene:
     visible: np.ndarray
     depth_order: np.ndarray
     layer: np.ndarray
+    whole: np.ndarray
 
     @property
     def num_objects(self) -> int:
@@ -167,8 +171,8 @@ class SceneGenerator:
         depth_order = np.argsort(storage)
         layer = assign_layers(amodal, depth_order)
         visible = visible_masks(amodal, depth_order)
-        image = self._render(rng, amodal, depth_order)
-        return Scene(image=image, amodal=amodal, visible=visible, depth_order=depth_order, layer=layer)
+        image, whole = self._render(rng, amodal, depth_order)
+        return Scene(image=image, amodal=amodal, visible=visible, depth_order=depth_order, layer=layer, whole=whole)
 
     def __getitem__(self, index: int) -> Scene:
         return self.scene(index)
@@ -270,19 +274,27 @@ class SceneGenerator:
             return np.clip(base * (1.0 + grain), 0.0, 1.0)
         return np.where(pick[..., None], base, shade)
 
-    def _render(self, rng: np.random.Generator, amodal: np.ndarray, depth_order: np.ndarray) -> np.ndarray:
-        """Paint the background, then the objects from the back to the front: uint8 (H,W,3)."""
+    def _render(
+        self, rng: np.random.Generator, amodal: np.ndarray, depth_order: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Paint the background, then the objects from the back to the front: the image uint8 (H,W,3) and each
+        object alone, whole, RGBA uint8 (N,H,W,4)."""
         background_kind = BACKGROUND_TEXTURES[rng.integers(len(BACKGROUND_TEXTURES))]
         base, shade = _two_tone_colours(rng, rng.random(), BACKGROUND_SATURATION, BACKGROUND_VALUE)
         canvas = np.array(self._texture(rng, background_kind, base, shade, BACKGROUND_NOISE_STD))
         first_hue = rng.random()
+        whole = np.zeros((*amodal.shape, 4), dtype=np.uint8)
         for rank, obj in enumerate(depth_order[::-1]):
             hue = first_hue + rank * GOLDEN_RATIO_STEP + rng.uniform(-HUE_JITTER, HUE_JITTER)
             base, shade = _two_tone_colours(rng, hue, OBJECT_SATURATION, OBJECT_VALUE)
             kind = self.textures[rng.integers(len(self.textures))]
             texture = self._texture(rng, kind, base, shade, NOISE_STD)
             canvas[amodal[obj]] = texture[amodal[obj]]
-        return np.round(canvas * 255.0).astype(np.uint8)
+            # Rounded as the image is, so the object's visible pixels are the image's, value for value.
+            whole[obj][amodal[obj]] = np.concatenate(
+                [np.round(texture[amodal[obj]] * PIXEL_MAX), np.full((int(amodal[obj].sum()), 1), PIXEL_MAX)], axis=1
+            )
+        return np.round(canvas * PIXEL_MAX).astype(np.uint8), whole
 
 
 def scene_id(prefix: str, index: int) -> str:

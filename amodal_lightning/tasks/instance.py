@@ -40,6 +40,8 @@ class InstanceTask:
     name = "instance"
     target_channels = 1
     crops_objects = True
+    # Whether samples read the objects' whole appearance (LayeredImage.whole).
+    reads_whole = False
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ class SequentialLayersTask:
     target_channels = 1
     # Evaluation runs on whole images at their own size; the model sees them resized.
     crops_objects = False
+    reads_whole = False
 
     def __init__(self, convention: InputConvention | str = DEFAULT_CONVENTION, image_size: int | None = None):
         self.convention = get_convention(convention) if isinstance(convention, str) else convention

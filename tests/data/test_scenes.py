@@ -144,3 +144,28 @@ def test_generation_speed_benchmark_runs():
 def test_bad_arguments_are_config_errors_naming_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         SceneGenerator(**kwargs)
+
+
+def test_whole_objects_are_the_image_where_visible_and_exactly_their_amodal_mask(scenes):
+    hidden_differs = 0
+    for scene in scenes[:100]:
+        whole = scene.whole
+        assert whole.dtype == np.uint8 and whole.shape == (scene.num_objects, 32, 32, 4)
+        for obj in range(scene.num_objects):
+            alpha = whole[obj, ..., 3]
+            assert np.array_equal(alpha > 0, scene.amodal[obj]) and set(np.unique(alpha)) <= {0, 255}
+            assert not whole[obj, ..., :3][~scene.amodal[obj]].any()
+            visible = scene.visible[obj]
+            assert np.array_equal(whole[obj, ..., :3][visible], scene.image[visible])
+            hidden = scene.amodal[obj] & ~visible
+            # Behind another object the whole object shows its own texture, not the occluder's pixels.
+            hidden_differs += bool(hidden.any() and np.any(whole[obj, ..., :3][hidden] != scene.image[hidden]))
+    assert hidden_differs >= 50
+
+
+def test_records_keep_the_whole_objects_only_when_asked():
+    from amodal_lightning.data.record import LayeredImage
+
+    scene = SceneGenerator(image_size=16, seed=1).scene(0)
+    assert np.array_equal(LayeredImage.from_scene("s", scene).whole, scene.whole)
+    assert LayeredImage.from_scene("s", scene, with_whole=False).whole is None
