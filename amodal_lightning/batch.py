@@ -8,6 +8,7 @@ them into a batch. Which keys a sample has is the task's choice (:mod:`amodal_li
     TARGET     "target"     float32 (B,1,H,W) layers: union of the layer's amodal masks; instance: the amodal mask
     VISIBLE    "visible"    float32 (B,1,H,W) instance: the object's visible (modal) mask
     OCCLUDERS  "occluders"  float32 (B,1,H,W) instance: union of the other objects' visible masks
+    WHOLE      "whole"      float32 (B,3,H,W) gestalt: the object alone and whole, RGB in [0, 1] on neutral grey
     LAYER      "layer"      int64   (B,)      layers: layer index of each sample
     OBJECT     "object"     int64   (B,)      instance: object index within its image
     BOX        "box"        int64   (B,3)     instance: crop box (top, left, side) in the image's pixels
@@ -19,10 +20,11 @@ OCCLUSION = "occlusion"
 TARGET = "target"
 VISIBLE = "visible"
 OCCLUDERS = "occluders"
+WHOLE = "whole"
 LAYER = "layer"
 OBJECT = "object"
 BOX = "box"
 IMAGE_ID = "image_id"
 # Keys of per-pixel maps: what an orientation augmentation turns together.
-SPATIAL_KEYS = (IMAGE, OCCLUSION, TARGET, VISIBLE, OCCLUDERS)
+SPATIAL_KEYS = (IMAGE, OCCLUSION, TARGET, VISIBLE, OCCLUDERS, WHOLE)
 PIXEL_MAX = 255.0

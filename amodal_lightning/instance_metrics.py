@@ -56,6 +56,9 @@ REFERENCE_ROWS = {
     BEST_OF_K: "oracle: per object the ensemble member closest to the truth (needs the truth; not a prediction)",
 }
 TABLE_COLUMNS = (OBJECTS, MIOU, POOLED_IOU, OCCLUDED_MIOU)
+# Whole-object models add the appearance metrics (amodal_lightning.appearance_metrics) after the mask columns.
+APPEARANCE_COLUMNS = ["psnr", "psnr_hidden", "ssim", "ssim_hidden"]
+APPEARANCE_REFERENCE = "; appearance: the visible pixels, the hidden part filled with their mean colour"
 # Columns of object_rows, one row per object for a per-object CSV.
 OBJECT_ROW_COLUMNS = (
     "image_id",
@@ -382,4 +385,8 @@ def format_instance_table(rows: dict[str, dict[str, float]]) -> str:
             if name == OBJECTS and bucket and bucket not in buckets:
                 buckets.append(bucket)
     columns = [*TABLE_COLUMNS, *(f"{MIOU}{BUCKET_SEPARATOR}{b}" for b in buckets)]
-    return format_metric_rows(rows, columns, OBJECTS, REFERENCE_ROWS)
+    legend = dict(REFERENCE_ROWS)
+    if any(APPEARANCE_COLUMNS[0] in metrics for metrics in rows.values()):
+        columns += APPEARANCE_COLUMNS
+        legend[VISIBLE_MASK] += APPEARANCE_REFERENCE
+    return format_metric_rows(rows, columns, OBJECTS, legend)

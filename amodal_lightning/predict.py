@@ -132,6 +132,9 @@ def _predict_objects(inference: InstanceInference, root: Path, output: Path, gen
             image.visible,
             prediction.amodal,
             prediction.uncertainty,
+            prediction.whole,
+            prediction.appearance,
+            prediction.boxes,
         )
         entries.append(
             {

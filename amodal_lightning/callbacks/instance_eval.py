@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from amodal_lightning.batch import PIXEL_MAX
 from amodal_lightning.callbacks.cadence import is_due
 from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.instance import InstanceInference
@@ -20,6 +21,7 @@ from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render_objects import ObjectCells, render_object_panel
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox, crop_image, crop_map, crop_masks
+from amodal_lightning.tasks.gestalt import crop_rgb, whole_on_grey
 
 CONFIG_KEY = "callbacks.instance_panel"
 INFERENCE_KEY = f"{CONFIG_KEY}.inference"
@@ -32,8 +34,9 @@ LAST = "last"
 class InstanceEvaluation(L.Callback):
     """Every ``every_n_steps`` steps (at the next validation), completes the objects of the first ``num_images``
     validation images, logs the metrics of the model and of the reference rows as ``val_objects/<row>/<metric>``,
-    and saves a panel (image crop, visible mask, predicted amodal, true amodal, uncertainty) of the first
-    ``panel_objects`` objects. Does nothing for a model of another task.
+    and saves a panel (image crop, visible mask, predicted amodal, true amodal, uncertainty; for a whole-object
+    model also each sample's appearance and the true whole object) of the first ``panel_objects`` objects. Does
+    nothing for a model of the layer task.
 
     Files go to ``dirpath``: ``objects_step{step}.png`` and ``.csv`` (per-object rows), and ``objects_last.*``.
     Loggers that take images and tables (W&B) receive the panel and the rows. With several processes, each
@@ -70,7 +73,7 @@ class InstanceEvaluation(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if pl_module.task.crops_objects:
-            self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
+            self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY, pl_module.task)
 
     def _due(self, step: int) -> bool:
         return is_due(step, self.last_step, self.every_n_steps)
@@ -124,10 +127,22 @@ class InstanceEvaluation(L.Callback):
                 )
 
 
+def _rgb_crop(rgb: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Float RGB (H,W,3) in [0, 1] -> its crop, uint8 (size, size, 3)."""
+    return np.round(crop_rgb(rgb, box, size).permute(1, 2, 0).numpy() * PIXEL_MAX).astype(np.uint8)
+
+
 def _cells(image, prediction, obj: int, box: CropBox, size: int) -> ObjectCells:
     """The panel cells of one object, cut from the image and the pasted-back prediction by the object's crop."""
     truth = None if image.amodal is None else crop_masks(np.asarray(image.amodal[obj], dtype=bool), box, size)
+    samples = whole_truth = None
+    if prediction.appearance is not None:
+        samples = [_rgb_crop(member[obj], box, size) for member in prediction.appearance]
+        if image.whole is not None:
+            whole_truth = _rgb_crop(whole_on_grey(np.asarray(image.whole[obj])), box, size)
     return ObjectCells(
+        samples=samples,
+        whole_truth=whole_truth,
         image=crop_image(image.image, box, size),
         visible=crop_masks(np.asarray(image.visible[obj], dtype=bool), box, size),
         predicted=crop_masks(prediction.amodal[obj], box, size),

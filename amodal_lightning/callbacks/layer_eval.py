@@ -70,7 +70,7 @@ class LayerEvaluation(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # A setting the model cannot honour (e.g. more steps than its schedule) fails before training, not after.
-        self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY)
+        self.config.check(pl_module.diffusion.num_timesteps, INFERENCE_KEY, pl_module.task)
 
     def _due(self, step: int) -> bool:
         return is_due(step, self.last_step, self.every_n_steps)

@@ -44,6 +44,7 @@ from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import IDENTITY, ORIENTATION_SETS, check_orientations, orient
 from amodal_lightning.tasks import build_task
+from amodal_lightning.tasks.gestalt import WHOLE_SOURCES
 
 __all__ = [
     "BATCH_KEYS",
@@ -68,6 +69,8 @@ FOLDER_SOURCES = {
 # Sources that are an annotation file (COCO-style JSON) beside an images folder, by format.
 ANNOTATION_SOURCES = coco_formats.FORMATS
 SOURCES = ("synthetic", *FOLDER_SOURCES, *ANNOTATION_SOURCES)
+# Sources that can give each object's whole appearance (LayeredImage.whole), which the whole-object task trains on.
+WHOLE_APPEARANCE_SOURCES = ("synthetic", "objects")
 SPLITS = ("train", "val", "test")
 # Synthetic splits draw scene indices from disjoint ranges this far apart.
 SYNTHETIC_SPLIT_STRIDE = 1_000_000_000
@@ -271,6 +274,12 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Divide the global batch over devices and accumulation steps; build the splits the stage needs."""
+        if stage in (None, "fit") and self.task.reads_whole and self.source not in WHOLE_APPEARANCE_SOURCES:
+            # Evaluating such a model's masks on any source is fine; training it needs the appearances.
+            raise ConfigError(
+                f"data.source={self.source}: gives no whole appearance of its objects, which task={self.task.name} "
+                f"trains on; use {WHOLE_SOURCES}"
+            )
         self.per_device_batch_size = self._per_device_batch_size()
         strategy = getattr(self.trainer, "strategy", None)
         if strategy is not None:

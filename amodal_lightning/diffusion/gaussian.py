@@ -231,10 +231,15 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ reading the network's output
 
+    @property
+    def learns_variance(self) -> bool:
+        """Whether the network's output carries a second block of channels, the variance interpolation."""
+        return self.variance_type == "learned_range"
+
     def split_output(self, model_output: Tensor, x_t: Tensor) -> tuple[Tensor, Tensor | None]:
         """The prediction and, for a learned variance, the variance-interpolation values v in [-1, 1]."""
         channels = x_t.shape[1]
-        learned = self.variance_type == "learned_range"
+        learned = self.learns_variance
         expected = (x_t.shape[0], channels * (2 if learned else 1), *x_t.shape[2:])
         if tuple(model_output.shape) != expected:
             raise ConfigError(

@@ -10,6 +10,11 @@ own resolution, for these rows:
 ``convex_hull``   the convex hull of the visible mask
 
 A model's numbers are only read beside the two reference rows. The training callback and ``evaluate`` share it.
+
+For a whole-object model on images whose objects' whole appearance is known, the rows also get the appearance
+metrics of :mod:`~amodal_lightning.appearance_metrics`: ``vote`` scores the read-out object (``whole``), ``best_of_k``
+per object the member (its RGB on its own mask) closest to the truth over the true amodal region (an oracle), and
+``visible_mask`` the appearance reference row, the visible pixels with the hidden part filled by their mean colour.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from amodal_lightning.appearance_metrics import AppearanceMetrics, mean_colour_fill, object_appearance_scores
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.inference.instance import InstanceInference, ObjectPrediction
 from amodal_lightning.instance_metrics import (
@@ -33,8 +39,11 @@ from amodal_lightning.instance_metrics import (
     object_scores,
     visible_as_prediction,
 )
+from amodal_lightning.tasks.gestalt import ALPHA, NEUTRAL_GREY, whole_on_grey
 
 ROWS = (VOTE, BEST_OF_K, VISIBLE_MASK, CONVEX_HULL)
+# Rows with an appearance (the convex hull is a mask only).
+APPEARANCE_ROWS = (VOTE, BEST_OF_K, VISIBLE_MASK)
 
 
 def scored_objects(image: LayeredImage) -> np.ndarray:
@@ -56,6 +65,7 @@ class InstanceEvaluator:
         self.inference = inference
         kwargs = {} if occlusion_edges is None else {"occlusion_edges": tuple(occlusion_edges)}
         self.metrics = {row: InstanceMetrics(**kwargs) for row in ROWS}
+        self.appearance = {row: AppearanceMetrics() for row in APPEARANCE_ROWS}
 
     @torch.no_grad()
     def update(
@@ -85,16 +95,46 @@ class InstanceEvaluator:
             for row, pred in candidates.items():
                 self.metrics[row].update(pred, amodal, visible)
             scores = object_scores(vote, amodal, visible)
-            for entry, obj in zip(object_rows(image.image_id, scores), keep):
+            appearance = self._score_appearance(image, prediction, keep)
+            for i, (entry, obj) in enumerate(zip(object_rows(image.image_id, scores), keep)):
                 entry["object"] = int(obj)
+                entry.update(appearance[i] if appearance else {})
                 rows.append(entry)
         return rows
 
+    def _score_appearance(self, image: LayeredImage, prediction: ObjectPrediction, keep: np.ndarray) -> list[dict]:
+        """Accumulate the appearance rows of the scored objects ``keep``; returns the read-out's scores per object
+        (none where the model or the image has no appearance)."""
+        if prediction.appearance is None or image.whole is None:
+            return []
+        whole = np.asarray(image.whole)[keep]
+        visible = np.asarray(image.visible, dtype=bool)[keep]
+        # Each member as a whole object of its own: its RGB on its own mask, grey elsewhere, as the read-out is.
+        own = prediction.members[:, keep][..., None]
+        members = np.where(own, prediction.appearance[:, keep], np.float32(NEUTRAL_GREY))
+        truth = whole_on_grey(whole)
+        amodal = whole[..., ALPHA] > 0
+        errors = (((members - truth[None]) ** 2).mean(-1) * amodal[None]).sum(axis=(2, 3))
+        closest = members[errors.argmin(0), np.arange(len(keep))]
+        candidates = {
+            VOTE: whole_on_grey(prediction.whole[keep]),
+            BEST_OF_K: closest,
+            VISIBLE_MASK: mean_colour_fill(image.image, whole, visible),
+        }
+        scores = {row: object_appearance_scores(rgb, whole, visible) for row, rgb in candidates.items()}
+        for row, row_scores in scores.items():
+            self.appearance[row].update(row_scores)
+        return scores[VOTE]
+
     def compute(self) -> dict[str, dict[str, float]]:
         """Metrics of every row (synced across processes when several run)."""
-        return {row: metric.compute() for row, metric in self.metrics.items()}
+        rows = {row: metric.compute() for row, metric in self.metrics.items()}
+        for row, metric in self.appearance.items():
+            if int(metric.psnr_count) or int(metric.psnr_hidden_count):
+                rows[row].update(metric.compute())
+        return rows
 
     def reset(self) -> None:
         """Forget every image seen so far."""
-        for metric in self.metrics.values():
+        for metric in [*self.metrics.values(), *self.appearance.values()]:
             metric.reset()

@@ -5,7 +5,13 @@
     objects/{k}_uncertainty.png  the members' per-pixel variance, 0..255 for 0..0.25 (members split evenly)
     overlay.png                  the image with each object's amodal mask in its own colour, hidden parts solid
 
-``k`` is the object's own id (the ``{k}_visible.png`` it came from).
+and for a whole-object model (``task=gestalt``) also::
+
+    objects/{k}_whole.png        the synthesised object alone and whole, RGBA (alpha 255 on its amodal mask)
+    objects/{k}_samples.png      every ensemble member's appearance side by side, cut to the object's crop (RGB)
+
+``k`` is the object's own id (the ``{k}_visible.png`` it came from). ``{k}_whole.png`` is in the per-object
+layout's own format, so a prediction folder can be read back as a source.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from PIL import Image
 from amodal_lightning.data.sas_folders import save_mask
 from amodal_lightning.inference.render import MAX_VARIANCE
 from amodal_lightning.inference.render_objects import object_overlay
+from amodal_lightning.masks import CropBox, crop_array
 
 OBJECTS_FOLDER = "objects"
 AMODAL_FILE = "{k}_amodal.png"
 HIDDEN_FILE = "{k}_hidden.png"
 UNCERTAINTY_FILE = "{k}_uncertainty.png"
 OVERLAY_FILE = "overlay.png"
+WHOLE_FILE = "{k}_whole.png"
+SAMPLES_FILE = "{k}_samples.png"
 GREY_MAX = 255
 
 
@@ -34,9 +43,13 @@ def write_objects(
     visible: np.ndarray,
     amodal: np.ndarray,
     uncertainty: np.ndarray,
+    whole: np.ndarray | None = None,
+    appearance: np.ndarray | None = None,
+    boxes: list[CropBox] | None = None,
 ) -> Path:
     """Write the files above: ``image`` uint8 (H,W,3); ``visible``, ``amodal`` bool (N,H,W); ``uncertainty``
-    (N,H,W); ``object_ids`` the N ids ``k``."""
+    (N,H,W); ``object_ids`` the N ids ``k``; a whole-object model's ``whole`` uint8 RGBA (N,H,W,4), its members'
+    ``appearance`` float (K,N,H,W,3) in [0, 1] and the objects' crop ``boxes``."""
     folder = Path(folder)
     objects = folder / OBJECTS_FOLDER
     objects.mkdir(parents=True, exist_ok=True)
@@ -45,5 +58,10 @@ def write_objects(
         save_mask(objects / HIDDEN_FILE.format(k=k), amodal[i] & ~visible[i])
         grey = np.clip(uncertainty[i] / MAX_VARIANCE, 0.0, 1.0) * GREY_MAX
         Image.fromarray(grey.round().astype(np.uint8)).save(objects / UNCERTAINTY_FILE.format(k=k))
+        if whole is not None:
+            Image.fromarray(whole[i], mode="RGBA").save(objects / WHOLE_FILE.format(k=k))
+        if appearance is not None and boxes is not None:
+            strip = np.concatenate([crop_array(member[i], boxes[i]) for member in appearance], axis=1)
+            Image.fromarray(np.round(strip * GREY_MAX).astype(np.uint8)).save(objects / SAMPLES_FILE.format(k=k))
     object_overlay(image, amodal, visible).save(folder / OVERLAY_FILE)
     return folder

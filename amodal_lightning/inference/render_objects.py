@@ -28,33 +28,51 @@ TITLE_COLOUR = (230, 230, 230)
 COLUMNS = ("image crop", "visible", "predicted", "true amodal", "uncertainty")
 
 
+SAMPLE_TITLE = "sample {i}"
+WHOLE_TRUTH_TITLE = "true whole"
+
+
 @dataclass
 class ObjectCells:
     """One object of the panel, all at the crop's resolution: ``image`` uint8 (S,S,3); ``visible``, ``predicted``
-    and ``truth`` bool (S,S) (``truth`` None where unknown); ``uncertainty`` float (S,S)."""
+    and ``truth`` bool (S,S) (``truth`` None where unknown); ``uncertainty`` float (S,S). A whole-object model's
+    objects also have ``samples``, each member's appearance uint8 (S,S,3), and ``whole_truth``, the true whole
+    appearance uint8 (S,S,3) (None where unknown)."""
 
     image: np.ndarray
     visible: np.ndarray
     predicted: np.ndarray
     truth: np.ndarray | None
     uncertainty: np.ndarray
+    samples: list[np.ndarray] | None = None
+    whole_truth: np.ndarray | None = None
 
 
 def render_object_panel(objects: Sequence[ObjectCells]) -> Image.Image:
     """One row per object, titled columns: image crop, visible mask, predicted amodal mask (magenta), true amodal
-    mask (green) and the ensemble's uncertainty."""
-    width = len(COLUMNS) * (CELL_SIZE + GAP) + GAP
+    mask (green) and the ensemble's uncertainty; for a whole-object model then each sample's appearance and the
+    true whole object."""
+    num_samples = max((len(cells.samples) for cells in objects if cells.samples is not None), default=0)
+    columns = list(COLUMNS)
+    if num_samples:
+        columns += [SAMPLE_TITLE.format(i=i + 1) for i in range(num_samples)] + [WHOLE_TRUTH_TITLE]
+    width = len(columns) * (CELL_SIZE + GAP) + GAP
     height = TITLE_HEIGHT + max(len(objects), 1) * (CELL_SIZE + GAP) + GAP
     panel = np.full((height, width, 3), BACKGROUND, np.uint8)
     for row, cells in enumerate(objects):
         truth = np.zeros_like(cells.visible) if cells.truth is None else cells.truth
-        row_cells = (
+        row_cells = [
             cells.image,
             mask_cell(cells.visible, VISIBLE_COLOUR),
             mask_cell(cells.predicted, PRED_COLOUR),
             mask_cell(truth, TRUE_COLOUR),
             uncertainty_cell(cells.uncertainty),
-        )
+        ]
+        if num_samples:
+            blank = np.full_like(cells.image, BACKGROUND)
+            samples = list(cells.samples or [])
+            row_cells += samples + [blank] * (num_samples - len(samples))
+            row_cells.append(blank if cells.whole_truth is None else cells.whole_truth)
         top = TITLE_HEIGHT + GAP + row * (CELL_SIZE + GAP)
         for col, cell in enumerate(row_cells):
             left = GAP + col * (CELL_SIZE + GAP)
@@ -62,7 +80,7 @@ def render_object_panel(objects: Sequence[ObjectCells]) -> Image.Image:
             panel[top : top + CELL_SIZE, left : left + CELL_SIZE] = resized
     image = Image.fromarray(panel)
     draw = ImageDraw.Draw(image)
-    for col, title in enumerate(COLUMNS):
+    for col, title in enumerate(columns):
         draw.text((GAP + col * (CELL_SIZE + GAP), 2), title, fill=TITLE_COLOUR)
     return image
 

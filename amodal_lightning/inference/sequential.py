@@ -27,6 +27,7 @@ from amodal_lightning.inference.components import parts_apart_from
 from amodal_lightning.inference.ensemble import Combined, check_rule, combine
 from amodal_lightning.inference.members import sample_members
 from amodal_lightning.inference.views import check_views
+from amodal_lightning.models.guidance import check_scale, check_scale_for
 
 # The one place every sampling default lives: predict and evaluate compose it as `inference`, the training
 # callbacks and the module's validation compose it under their own keys, each overriding only what differs.
@@ -67,6 +68,9 @@ class InferenceConfig:
             stays a new layer. A true layer's objects always overlap the layer before (their occluders are
             there), so a part apart from it was put one layer too deep.
         batch_size: images sampled together (each with its whole ensemble).
+        guidance_scale: classifier-free guidance (:mod:`~amodal_lightning.models.guidance`): 1 is the plain
+            conditional prediction; above 1 follows the conditioning more closely (models trained with
+            ``task.conditioning_dropout`` only).
     """
 
     steps: int = _DEFAULTS["steps"]
@@ -82,6 +86,7 @@ class InferenceConfig:
     max_merges: int = _DEFAULTS["max_merges"]
     merge_parts: bool = _DEFAULTS["merge_parts"]
     batch_size: int = _DEFAULTS["batch_size"]
+    guidance_scale: float = _DEFAULTS["guidance_scale"]
 
     @classmethod
     def from_mapping(cls, settings: Mapping | None, key: str = "inference") -> InferenceConfig:
@@ -94,8 +99,9 @@ class InferenceConfig:
             raise ConfigError(f"{key}.{unknown[0]}: unknown setting; expected one of {sorted(known)}")
         return cls(**dict(settings))
 
-    def check(self, num_timesteps: int, key: str = "inference") -> None:
-        """Raise a one-line :class:`ConfigError` naming ``{key}.<field>`` for a value the model cannot honour."""
+    def check(self, num_timesteps: int, key: str = "inference", task=None) -> None:
+        """Raise a one-line :class:`ConfigError` naming ``{key}.<field>`` for a value the model cannot honour
+        (with the model's ``task``, also a guidance scale it was not trained for)."""
         if not MIN_STEPS <= int(self.steps) <= num_timesteps:
             raise ConfigError(
                 f"{key}.steps={self.steps}: the model's diffusion schedule has {num_timesteps} steps; "
@@ -114,6 +120,9 @@ class InferenceConfig:
             raise ConfigError(f"{key}.{err}") from None
         if int(self.max_merges) < 0:
             raise ConfigError(f"{key}.max_merges={self.max_merges}: expected 0 or more")
+        check_scale(self.guidance_scale, f"{key}.guidance_scale")
+        if task is not None:
+            check_scale_for(task, self.guidance_scale, f"{key}.guidance_scale")
         try:
             check_rule(self.combine, self.threshold, self.empty_fraction)
         except ConfigError as err:
@@ -155,7 +164,7 @@ class SequentialInference:
     """
 
     def __init__(self, module, config: InferenceConfig, key: str = "inference"):
-        config.check(module.diffusion.num_timesteps, key)
+        config.check(module.diffusion.num_timesteps, key, module.task)
         self.module = module
         self.config = config
 

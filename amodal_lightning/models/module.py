@@ -19,6 +19,13 @@ from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.metrics import per_sample_iou
+from amodal_lightning.models.guidance import (
+    NO_GUIDANCE,
+    GuidedDenoiser,
+    batched_guidance,
+    drop_conditioning,
+    null_conditioning,
+)
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
@@ -87,9 +94,9 @@ class AmodalDiffusionModule(L.LightningModule):
         self.performance = _performance_options(performance)
         self.task = build_task(**task)
         self.self_condition = _self_condition_rate(self_condition)
-        unet = _with_input_channels(unet, self.task, self.self_condition)
-        self.net = _named("unet", UNetModel, unet)
         self.diffusion = _named("diffusion", build_diffusion, diffusion)
+        unet = _with_input_channels(unet, self.task, self.self_condition, self.diffusion.learns_variance)
+        self.net = _named("unet", UNetModel, unet)
         self.validation_cfg, self.validation_sampling = _validation_settings(validation)
         self._sampling_diffusions: dict[tuple, Any] = {}
         self._performance_applied = False
@@ -104,14 +111,26 @@ class AmodalDiffusionModule(L.LightningModule):
         net: torch.nn.Module | None = None,
         training: bool = False,
         generator: torch.Generator | None = None,
+        guidance_scale: float = NO_GUIDANCE,
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """The ``denoise_fn(x_t, t)`` the diffusion calls: ``net`` (default: the network) on ``[conditioning, x_t]``.
 
         A self-conditioned network also gets its own clean-target estimate: for a loss (``training``) on the
         ``self_condition`` fraction of examples drawn with ``generator``, else from the previous call of the
-        returned function, which must therefore serve one sampling chain only.
+        returned function, which must therefore serve one sampling chain only. A ``guidance_scale`` other than 1
+        mixes in the unconditional prediction (classifier-free guidance, :mod:`.guidance`).
         """
         net = self.net if net is None else net
+        if guidance_scale != NO_GUIDANCE:
+            channels = self.task.target_channels
+            if self.self_condition:
+                return GuidedDenoiser(
+                    self.denoiser(conditioning, net),
+                    self.denoiser(null_conditioning(conditioning), net),
+                    guidance_scale,
+                    channels,
+                )
+            return batched_guidance(net, conditioning, guidance_scale, channels)
         if self.self_condition:
             rate = self.self_condition if training else None
             return SelfConditionedDenoiser(
@@ -125,9 +144,14 @@ class AmodalDiffusionModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ losses
     def _losses(
-        self, batch: dict, generator: torch.Generator | None = None, net: torch.nn.Module | None = None
+        self,
+        batch: dict,
+        generator: torch.Generator | None = None,
+        net: torch.nn.Module | None = None,
+        drop_conditioning_rate: float = 0.0,
     ) -> tuple[dict, torch.Tensor]:
         conditioning, target = self.task.split(batch)
+        conditioning = drop_conditioning(conditioning, drop_conditioning_rate, generator)
         t = self.diffusion.sample_timesteps(target.shape[0], target.device, generator=generator)
         noise = None if generator is None else randn(target.shape, generator, target.device, target.dtype)
         denoise_fn = self.denoiser(conditioning, net, training=True, generator=generator)
@@ -151,7 +175,9 @@ class AmodalDiffusionModule(L.LightningModule):
                     self.log(f"{stage}/{name}_q{q}", mean, batch_size=count, **kwargs)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        terms, t = self._losses(batch, net=self._compiled.get("net"))
+        # Validation losses stay conditional: only training drops the conditioning (for guidance).
+        dropout = self.task.conditioning_dropout
+        terms, t = self._losses(batch, net=self._compiled.get("net"), drop_conditioning_rate=dropout)
         loss = terms["loss"].mean()
         self._log_terms("train", terms, t, prog_bar=False)
         self.log("train/loss_step", loss, prog_bar=True, logger=False, batch_size=t.shape[0])
@@ -196,26 +222,27 @@ class AmodalDiffusionModule(L.LightningModule):
         eta: float | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Generate target masks for a batch of conditionings; returns canonical {0, 1} masks (B,1,H,W)."""
+        """Generate target masks for a batch of conditionings; returns canonical {0, 1} masks (B,1,H,W) (the
+        task's mask channel where the target has others)."""
         cfg = self.validation_sampling
         diffusion = self.sampling_diffusion(steps or cfg.steps)
         shape = (conditioning.shape[0], self.task.target_channels, *conditioning.shape[2:])
         sample = diffusion.sample(
-            self.denoiser(conditioning),
+            self.denoiser(conditioning, guidance_scale=cfg.guidance_scale),
             shape,
             device=conditioning.device,
             sampler=sampler or cfg.sampler,
             eta=cfg.eta if eta is None else eta,
             generator=generator,
         )
-        return self.task.convention.binarize(sample)
+        return self.task.convention.binarize(self.task.mask_values(sample))
 
     # ------------------------------------------------------------------------------------------------ speed
     def setup(self, stage: str) -> None:
         if stage == "fit":
             # Steps the schedule cannot honour fail before training, in one line, not at the first validation
             # (checked here, not at construction, so that any checkpoint still loads for inference).
-            self.validation_sampling.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY)
+            self.validation_sampling.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY, self.task)
             # Callbacks' setup (the EMA copy of the weights among them) has run: the copy stays a plain module.
             self.apply_performance_options(self.trainer.strategy.root_device)
 
@@ -314,17 +341,23 @@ def _self_condition_rate(value) -> float:
     return float(value)
 
 
-def _with_input_channels(unet: dict, task, self_condition: float) -> dict:
-    """The network must take what the task feeds it: conditioning, noisy target and, if on, the estimate.
-    ``in_channels`` null is exactly that; a number that differs is a one-line config error."""
-    expected = task.conditioning_channels + task.target_channels * (2 if self_condition else 1)
-    given = unet.get("in_channels")
-    if given is None:
-        return {**unet, "in_channels": expected}
-    if given != expected:
+def _with_input_channels(unet: dict, task, self_condition: float, learned_variance: bool) -> dict:
+    """The network must take what the task feeds it (conditioning, noisy target and, if on, the estimate) and give
+    what the diffusion reads (the target's channels, twice with a learned variance). ``in_channels`` or
+    ``out_channels`` null is exactly that; a number that differs is a one-line config error."""
+    expected_in = task.conditioning_channels + task.target_channels * (2 if self_condition else 1)
+    expected_out = task.target_channels * (2 if learned_variance else 1)
+    given_in, given_out = unet.get("in_channels"), unet.get("out_channels")
+    if given_in is not None and given_in != expected_in:
         what = "conditioning + noisy target" + (" + self-conditioning estimate" if self_condition else "")
         raise ConfigError(
-            f"unet.in_channels={given}: the {task.name} task feeds {expected} channels ({what}); "
-            f"set in_channels={expected} (or null)"
+            f"unet.in_channels={given_in}: the {task.name} task feeds {expected_in} channels ({what}); "
+            f"set in_channels={expected_in} (or null)"
         )
-    return unet
+    if given_out is not None and given_out != expected_out:
+        what = "the target's channels" + (", twice for the learned variance" if learned_variance else "")
+        raise ConfigError(
+            f"unet.out_channels={given_out}: the {task.name} task's diffusion reads {expected_out} channels "
+            f"({what}); set out_channels={expected_out} (or null)"
+        )
+    return {**unet, "in_channels": expected_in, "out_channels": expected_out}

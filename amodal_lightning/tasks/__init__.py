@@ -8,6 +8,7 @@ LightningModule do not change.
 
 ``sequential_layers``  SAS's layers, one after another (:mod:`.layers`)
 ``instance``           one object's amodal mask from its visible mask (:mod:`.instance`)
+``gestalt``            one object's whole appearance (RGB) and amodal mask from its visible mask (:mod:`.gestalt`)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from amodal_lightning.batch import IMAGE, OCCLUSION, TARGET
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.tasks.conventions import CONVENTIONS, DEFAULT_CONVENTION, InputConvention, get_convention
+from amodal_lightning.tasks.gestalt import WholeObjectTask
 from amodal_lightning.tasks.instance import InstanceTask
 from amodal_lightning.tasks.layers import SequentialLayersTask
 
@@ -27,11 +29,16 @@ __all__ = [
     "InputConvention",
     "InstanceTask",
     "SequentialLayersTask",
+    "WholeObjectTask",
     "build_task",
     "get_convention",
 ]
 
-TASKS = {SequentialLayersTask.name: SequentialLayersTask, InstanceTask.name: InstanceTask}
+TASKS = {
+    SequentialLayersTask.name: SequentialLayersTask,
+    InstanceTask.name: InstanceTask,
+    WholeObjectTask.name: WholeObjectTask,
+}
 NAME_KEY = "task.name"
 
 

@@ -18,6 +18,7 @@ from amodal_lightning.data.datasets import image_tensor, mask_tensor
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.masks import CropBox, crop_image, crop_masks, object_crop_box, others_union, whole_image_box
+from amodal_lightning.models.guidance import check_dropout
 from amodal_lightning.tasks.conventions import DEFAULT_CONVENTION, InputConvention, get_convention
 
 TASK_KEY = "task"
@@ -35,6 +36,9 @@ class InstanceTask:
         min_crop_size: least side of a crop in image pixels (tiny objects get some surroundings).
         include_visible: the read-out amodal mask always contains the object's visible mask (the amodal mask is
             the visible part plus the hidden part, by definition); false reads the model's mask alone.
+        conditioning_dropout: fraction of training examples whose conditioning is dropped, so the model also
+            learns the unconditional prediction that classifier-free guidance needs
+            (:mod:`~amodal_lightning.models.guidance`); 0 is off.
     """
 
     name = "instance"
@@ -52,6 +56,7 @@ class InstanceTask:
         crop_factor: float = 2.0,
         min_crop_size: int = 8,
         include_visible: bool = True,
+        conditioning_dropout: float = 0.0,
     ):
         self.convention = get_convention(convention) if isinstance(convention, str) else convention
         self.image_size = image_size
@@ -70,6 +75,7 @@ class InstanceTask:
         self.crop_factor = float(crop_factor)
         self.min_crop_size = min_crop_size
         self.include_visible = include_visible
+        self.conditioning_dropout = check_dropout(conditioning_dropout, f"{TASK_KEY}.conditioning_dropout")
 
     @property
     def conditioning_channels(self) -> int:
@@ -128,3 +134,7 @@ class InstanceTask:
     def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical batch -> (conditioning, target) in network values."""
         return self.conditioning_from(batch), self.convention.mask(batch[TARGET])
+
+    def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
+        """The mask channel (B,1,H,W) of a generated target in network values: the target itself."""
+        return sample

@@ -22,6 +22,8 @@ class SequentialLayersTask:
     # Evaluation runs on whole images at their own size; the model sees them resized.
     crops_objects = False
     reads_whole = False
+    # Classifier-free guidance is not offered for the layer task: no training example drops its conditioning.
+    conditioning_dropout = 0.0
 
     def __init__(self, convention: InputConvention | str = DEFAULT_CONVENTION, image_size: int | None = None):
         self.convention = get_convention(convention) if isinstance(convention, str) else convention
@@ -44,3 +46,7 @@ class SequentialLayersTask:
     def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical batch -> (conditioning, target) in network values."""
         return self.conditioning(batch[IMAGE], batch[OCCLUSION]), self.convention.mask(batch[TARGET])
+
+    def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
+        """The mask channel (B,1,H,W) of a generated target in network values: the target itself."""
+        return sample

@@ -35,7 +35,7 @@ class Scripted(torch.nn.Module):
         assert 1 <= steps <= SCHEDULE
         return SimpleNamespace(sample=lambda denoise, shape, **kwargs: denoise(None, None))
 
-    def denoiser(self, conditioning):
+    def denoiser(self, conditioning, guidance_scale=1.0):
         def denoise(_x, _t):
             self.passes += 1
             convention = self.task.convention

@@ -34,7 +34,7 @@ class SeesOnly(Scripted):
         super().__init__(mask_for=None)
         self.answer = answer
 
-    def denoiser(self, conditioning):
+    def denoiser(self, conditioning, guidance_scale=1.0):
         def denoise(_x, _t):
             self.passes += 1
             image = (conditioning[:, :3] - self.task.convention.image_shift) / self.task.convention.image_scale

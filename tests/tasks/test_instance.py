@@ -80,7 +80,7 @@ class VisibleEcho(torch.nn.Module):
     def sampling_diffusion(self, steps):
         return SimpleNamespace(sample=lambda denoise, shape, **kwargs: denoise(None, None))
 
-    def denoiser(self, conditioning):
+    def denoiser(self, conditioning, guidance_scale=1.0):
         return lambda _x, _t: conditioning[:, 3:4]
 
 
@@ -105,7 +105,7 @@ def test_the_read_out_contains_the_visible_mask_when_the_task_says_so():
     images = [scenes(2)[i] for i in range(2)]
 
     class Empty(VisibleEcho):
-        def denoiser(self, conditioning):
+        def denoiser(self, conditioning, guidance_scale=1.0):
             return lambda _x, _t: torch.full_like(conditioning[:, :1], -1.0)
 
     config = InferenceConfig(steps=2, ensemble_size=2)

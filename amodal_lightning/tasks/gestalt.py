@@ -1,0 +1,85 @@
+"""Whole-object completion: given an image and one object's visible mask, generate the object alone and whole.
+
+What pix2gestalt does with a fine-tuned Stable Diffusion, here in pixel space at the model's size: the target is
+the object's whole appearance, RGB on a neutral grey background, plus its amodal mask, so one sample gives both an
+appearance and a mask. Samples are the per-object task's crops (:mod:`.instance`) with the same conditioning; the
+ground truth is :attr:`~amodal_lightning.data.record.LayeredImage.whole` (the generated scenes render it; the
+per-object layout reads it from ``{k}_whole.png``). The target's channels, in network values, are ``[R, G, B,
+amodal]``: RGB under the convention's mask scaling (the range the diffusion's clamp is built for), so the neutral
+grey is 0 under the symmetric convention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from amodal_lightning.batch import BOX, PIXEL_MAX, TARGET, WHOLE
+from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.errors import DataError
+from amodal_lightning.masks import CropBox, crop_map
+from amodal_lightning.tasks.instance import InstanceTask
+
+# The background the object is generated on: mid-grey, the middle of the RGB range.
+NEUTRAL_GREY = 0.5
+RGB_CHANNELS = 3
+ALPHA = 3
+# Where the training data's whole appearances come from, for messages.
+WHOLE_SOURCES = "data=synthetic, or data=objects with a {k}_whole.png beside each {k}_amodal.png"
+
+
+def whole_on_grey(whole: np.ndarray) -> np.ndarray:
+    """One object's whole appearance, uint8 RGBA (H,W,4) -> float32 RGB (H,W,3) in [0, 1] on neutral grey."""
+    rgb = whole[..., :RGB_CHANNELS].astype(np.float32) / PIXEL_MAX
+    alpha = whole[..., ALPHA:].astype(np.float32) / PIXEL_MAX
+    return rgb * alpha + NEUTRAL_GREY * (1.0 - alpha)
+
+
+def crop_rgb(rgb: np.ndarray, box: CropBox, size: int) -> torch.Tensor:
+    """Float RGB (H,W,3) -> the box resized bilinearly, canonical (3, size, size)."""
+    return torch.from_numpy(np.stack([crop_map(rgb[..., c], box, size) for c in range(RGB_CHANNELS)]))
+
+
+class WholeObjectTask(InstanceTask):
+    """One object's whole appearance and amodal mask from the image and its visible mask (and the other objects').
+
+    The options are the per-object task's (:class:`~amodal_lightning.tasks.instance.InstanceTask`), its crops
+    and conditioning among them; ``conditioning_dropout`` trains the unconditional prediction that
+    ``inference.guidance_scale`` needs.
+    """
+
+    name = "gestalt"
+    target_channels = RGB_CHANNELS + 1
+    reads_whole = True
+
+    def object_sample(self, record: LayeredImage, obj: int, size: int | None = None) -> dict:
+        """The per-object sample plus ``WHOLE``, the crop of the object's whole appearance on grey, where known
+        (inference needs neither)."""
+        sample = super().object_sample(record, obj, size)
+        if TARGET in sample and record.whole is not None:
+            box = CropBox(*(int(v) for v in sample[BOX].tolist()))
+            sample[WHOLE] = crop_rgb(whole_on_grey(np.asarray(record.whole[obj])), box, sample[TARGET].shape[-1])
+        return sample
+
+    def sample(self, images, index: int, within: int) -> dict:
+        """Training sample of object ``within`` of image ``index``: its whole appearance must be known."""
+        sample = super().sample(images, index, within)
+        if WHOLE not in sample:
+            raise DataError(
+                f"{images.image_id(index)}: no whole appearance of its objects; task=gestalt trains on sources that "
+                f"give it for every object ({WHOLE_SOURCES})"
+            )
+        return sample
+
+    def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Canonical batch -> (conditioning, target ``[R, G, B, amodal]``) in network values."""
+        target = torch.cat([self.convention.mask(batch[WHOLE]), self.convention.mask(batch[TARGET])], dim=1)
+        return self.conditioning_from(batch), target
+
+    def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
+        """The amodal-mask channel (B,1,H,W) of a generated target, in network values."""
+        return sample[:, RGB_CHANNELS:]
+
+    def appearance(self, sample: torch.Tensor) -> torch.Tensor:
+        """The RGB channels (B,3,H,W) of a generated target, canonical and clamped to [0, 1]."""
+        return self.convention.unmask(sample[:, :RGB_CHANNELS]).clamp(0.0, 1.0)
