@@ -1,0 +1,75 @@
+"""The whole-object task: its samples, its target channels and where its ground truth must come from."""
+
+import numpy as np
+import pytest
+import torch
+
+from amodal_lightning.batch import TARGET, VISIBLE, WHOLE
+from amodal_lightning.data.datasets import InMemoryImages
+from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.scenes import SceneGenerator
+from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.masks import crop_masks
+from amodal_lightning.tasks import build_task
+from amodal_lightning.tasks.gestalt import NEUTRAL_GREY, whole_on_grey
+
+
+@pytest.fixture(scope="module")
+def record():
+    return LayeredImage.from_scene("s", SceneGenerator(image_size=32, seed=2).scene(1))
+
+
+def test_samples_carry_the_whole_object_on_grey_and_its_amodal_mask(record):
+    task = build_task("gestalt", image_size=32, crop=False)
+    for obj in range(record.num_objects):
+        sample = task.object_sample(record, obj)
+        whole = sample[WHOLE]
+        assert whole.shape == (3, 32, 32) and whole.dtype == torch.float32
+        amodal = sample[TARGET][0].bool()
+        # Without a crop the whole object is the record's, pixel for pixel: its own RGB on its mask, grey elsewhere.
+        expected = torch.from_numpy(whole_on_grey(record.whole[obj])).permute(2, 0, 1)
+        torch.testing.assert_close(whole, expected, atol=1e-6, rtol=0)
+        assert torch.all(whole[:, ~amodal] == NEUTRAL_GREY)
+        visible = sample[VISIBLE][0].bool()
+        image = torch.from_numpy(record.image).permute(2, 0, 1).float() / 255
+        torch.testing.assert_close(whole[:, visible], image[:, visible], atol=1e-6, rtol=0)
+
+
+def test_the_target_is_rgb_then_the_mask_and_the_mask_channel_reads_back(record):
+    task = build_task("gestalt", image_size=32)
+    samples = [task.object_sample(record, i) for i in range(2)]
+    batch = {key: torch.stack([s[key] for s in samples]) for key in (TARGET, WHOLE, *task.conditioning_keys)}
+    conditioning, target = task.split(batch)
+    assert task.target_channels == 4 and target.shape == (2, 4, 32, 32) and conditioning.shape[1] == 5
+    torch.testing.assert_close(task.convention.binarize(task.mask_values(target)), batch[TARGET])
+    torch.testing.assert_close(task.appearance(target), batch[WHOLE])
+    # Under the symmetric convention the neutral grey background is the network's zero.
+    assert task.convention.mask(torch.tensor(NEUTRAL_GREY)) == 0
+
+
+def test_crops_follow_the_per_object_task(record):
+    gestalt, instance = build_task("gestalt", image_size=24), build_task("instance", image_size=24)
+    for obj in range(record.num_objects):
+        a, b = gestalt.object_sample(record, obj), instance.object_sample(record, obj)
+        for key in (TARGET, VISIBLE, "image", "box"):
+            assert torch.equal(a[key], b[key])
+        box = tuple(int(v) for v in a["box"])
+        from amodal_lightning.masks import CropBox
+
+        alpha = crop_masks(record.whole[obj][..., 3] > 0, CropBox(*box), 24)
+        assert np.array_equal(alpha, a[TARGET][0].numpy().astype(bool))
+
+
+def test_training_samples_need_the_whole_appearance_but_inference_does_not(record):
+    task = build_task("gestalt", image_size=32)
+    bare = LayeredImage(record.image_id, record.image, None, record.amodal, record.visible)
+    assert WHOLE not in task.object_sample(bare, 0)
+    with pytest.raises(DataError, match=r"^s: no whole appearance .*task=gestalt.*\{k\}_whole.png"):
+        task.sample(InMemoryImages([bare]), 0, 0)
+
+
+def test_bad_options_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match=r"^task.conditioning_dropout=1.5: expected"):
+        build_task("gestalt", conditioning_dropout=1.5)
+    with pytest.raises(ConfigError, match=r"^task.conditioning_dropout=True: expected"):
+        build_task("instance", conditioning_dropout=True)
