@@ -49,6 +49,25 @@ DEFAULT_OUTPUT = Path("outputs/benchmarks/instance_throughput.json")
 ONE_AT_A_TIME = 1
 
 
+def objects_to_benchmark(cfg, need: str = "task=instance"):
+    """The checkpoint of ``cfg.ckpt_path`` (a per-object model), the first ``cfg.num_images`` images of its split at
+    their own resolution, the inference settings and the device: ``(loaded, images, settings, device)``."""
+    device = resolve_device(cfg.device)
+    loaded = load_for_inference(cfg.ckpt_path, device)
+    if not loaded.module.task.crops_objects:
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a {need} checkpoint"
+        )
+    cfg.model.image_size = loaded.image_size
+    data = {**data_config(cfg, loaded.run_config), "task": task_config(loaded.module)}
+    collection = native_resolution(instantiate(OmegaConf.create(data), _convert_="all").scenes(cfg.split))
+    count = min(int(cfg.num_images or len(collection)), len(collection))
+    if count == 0:
+        raise DataError(f"split={cfg.split}: no image to benchmark on")
+    settings = InferenceConfig.from_mapping(to_container(cfg.inference))
+    return loaded, [collection[i] for i in range(count)], settings, device
+
+
 def timed(inference: InstanceInference, images, seed: int) -> dict:
     """Predict and score every object of ``images``; the seconds of the prediction alone and the vote's metrics."""
     evaluator = InstanceEvaluator(inference)
@@ -83,21 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with user_errors_as_one_line():
         cfg = compose("evaluate", [f"num_images={DEFAULT_NUM_IMAGES}", *args.overrides])
-        device = resolve_device(cfg.device)
-        loaded = load_for_inference(cfg.ckpt_path, device)
-        if not loaded.module.task.crops_objects:
-            raise ConfigError(
-                f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a "
-                "task=instance checkpoint"
-            )
-        cfg.model.image_size = loaded.image_size
-        data = {**data_config(cfg, loaded.run_config), "task": task_config(loaded.module)}
-        collection = native_resolution(instantiate(OmegaConf.create(data), _convert_="all").scenes(cfg.split))
-        count = min(int(cfg.num_images or len(collection)), len(collection))
-        if count == 0:
-            raise DataError(f"split={cfg.split}: no image to benchmark on")
-        images = [collection[i] for i in range(count)]
-        settings = InferenceConfig.from_mapping(to_container(cfg.inference))
+        loaded, images, settings, device = objects_to_benchmark(cfg)
+        count = len(images)
         machine = machine_info(device)
         progress("warming up")
         InstanceInference(loaded.module, replace(settings, steps=2), loaded.image_size).predict(images[:1])
