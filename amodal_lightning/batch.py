@@ -27,4 +27,6 @@ BOX = "box"
 IMAGE_ID = "image_id"
 # Keys of per-pixel maps: what an orientation augmentation turns together.
 SPATIAL_KEYS = (IMAGE, OCCLUSION, TARGET, VISIBLE, OCCLUDERS, WHOLE)
+# Keys of RGB maps (the others are masks): what a cache may keep as 8-bit pixels.
+RGB_KEYS = (IMAGE, WHOLE)
 PIXEL_MAX = 255.0

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, TARGET
+from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, RGB_KEYS, TARGET
 from amodal_lightning.data import sas_folders
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import DataError
@@ -231,11 +231,12 @@ class TaskDataset(Dataset):
 
 
 def _compact(sample: dict) -> dict:
-    """A sample with its RGB as uint8 and its masks as bool: a quarter of the memory, restored exactly."""
+    """A sample with its RGB as uint8 and its masks as bool: a quarter of the memory, restored exactly (every RGB map
+    of a sample is made from 8-bit pixels)."""
     out = {}
     for key, value in sample.items():
         if torch.is_tensor(value) and value.is_floating_point():
-            value = (value * PIXEL_MAX).round().to(torch.uint8) if key == IMAGE else value.bool()
+            value = (value * PIXEL_MAX).round().to(torch.uint8) if key in RGB_KEYS else value.bool()
         out[key] = value
     return out
 
@@ -245,7 +246,7 @@ def _expand(sample: dict) -> dict:
     out = {}
     for key, value in sample.items():
         if torch.is_tensor(value) and value.dtype in (torch.uint8, torch.bool):
-            value = value.float().div_(PIXEL_MAX) if key == IMAGE else value.float()
+            value = value.float().div_(PIXEL_MAX) if key in RGB_KEYS else value.float()
         out[key] = value
     return out
 

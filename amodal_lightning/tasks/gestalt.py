@@ -6,7 +6,7 @@ appearance and a mask. Samples are the per-object task's crops (:mod:`.instance`
 ground truth is :attr:`~amodal_lightning.data.record.LayeredImage.whole` (the generated scenes render it; the
 per-object layout reads it from ``{k}_whole.png``). The target's channels, in network values, are ``[R, G, B,
 amodal]``: RGB under the convention's mask scaling (the range the diffusion's clamp is built for), so the neutral
-grey is 0 under the symmetric convention.
+grey is about 0 under the symmetric convention.
 """
 
 from __future__ import annotations
@@ -15,24 +15,32 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, PIXEL_MAX, TARGET, WHOLE
+from amodal_lightning.data.datasets import image_tensor
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import DataError
-from amodal_lightning.masks import CropBox, crop_map
+from amodal_lightning.masks import CropBox, crop_image, crop_map
 from amodal_lightning.tasks.instance import InstanceTask
 
-# The background the object is generated on: mid-grey, the middle of the RGB range.
-NEUTRAL_GREY = 0.5
+# The background the object is generated on: mid-grey, the middle of the 8-bit range (so that crops of it stay exact
+# in 8 bits, as the images' do, and cached samples keep it exactly; under the symmetric convention it is 1/255 from 0).
+NEUTRAL_GREY_8BIT = 128
+NEUTRAL_GREY = NEUTRAL_GREY_8BIT / PIXEL_MAX
 RGB_CHANNELS = 3
 ALPHA = 3
 # Where the training data's whole appearances come from, for messages.
 WHOLE_SOURCES = "data=synthetic, or data=objects with a {k}_whole.png beside each {k}_amodal.png"
 
 
-def whole_on_grey(whole: np.ndarray) -> np.ndarray:
-    """One object's whole appearance, uint8 RGBA (H,W,4) -> float32 RGB (H,W,3) in [0, 1] on neutral grey."""
-    rgb = whole[..., :RGB_CHANNELS].astype(np.float32) / PIXEL_MAX
+def whole_on_grey_8bit(whole: np.ndarray) -> np.ndarray:
+    """Whole appearances, uint8 RGBA (..., H,W,4) -> uint8 RGB (..., H,W,3) over neutral grey (alpha-blended)."""
+    rgb = whole[..., :RGB_CHANNELS].astype(np.float32)
     alpha = whole[..., ALPHA:].astype(np.float32) / PIXEL_MAX
-    return rgb * alpha + NEUTRAL_GREY * (1.0 - alpha)
+    return np.round(rgb * alpha + NEUTRAL_GREY_8BIT * (1.0 - alpha)).astype(np.uint8)
+
+
+def whole_on_grey(whole: np.ndarray) -> np.ndarray:
+    """Whole appearances, uint8 RGBA (..., H,W,4) -> float32 RGB (..., H,W,3) in [0, 1] over neutral grey."""
+    return whole_on_grey_8bit(whole).astype(np.float32) / PIXEL_MAX
 
 
 def crop_rgb(rgb: np.ndarray, box: CropBox, size: int) -> torch.Tensor:
@@ -58,7 +66,8 @@ class WholeObjectTask(InstanceTask):
         sample = super().object_sample(record, obj, size)
         if TARGET in sample and record.whole is not None:
             box = CropBox(*(int(v) for v in sample[BOX].tolist()))
-            sample[WHOLE] = crop_rgb(whole_on_grey(np.asarray(record.whole[obj])), box, sample[TARGET].shape[-1])
+            on_grey = whole_on_grey_8bit(np.asarray(record.whole[obj]))
+            sample[WHOLE] = image_tensor(crop_image(on_grey, box, sample[TARGET].shape[-1]))
         return sample
 
     def sample(self, images, index: int, within: int) -> dict:
