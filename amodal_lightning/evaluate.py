@@ -32,7 +32,7 @@ from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
-from amodal_lightning.instance_metrics import format_instance_table
+from amodal_lightning.instance_metrics import REFERENCE_MODEL, VOTE, format_instance_table
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -107,7 +107,8 @@ def evaluate(cfg: DictConfig) -> dict:
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     if loaded.module.task.crops_objects:
-        metrics, rows, results = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed))
+        reference = _reference_model(cfg.get("reference_ckpt"), device)
+        metrics, rows, results = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed), reference)
         write_results(results, output / RESULTS_FILE)
         rows_file = PER_OBJECT_FILE
     else:
@@ -131,10 +132,32 @@ def evaluate(cfg: DictConfig) -> dict:
     return report
 
 
-def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed: int) -> tuple[dict, list, list]:
-    """The instance task's rows over the first ``count`` images; prints their table. Returns the metrics, one row per
-    object and the predictions as results entries."""
+def _reference_model(path, device):
+    """The checkpoint of ``reference_ckpt``, a per-object model, or None; anything else is one line."""
+    if path is None:
+        return None
+    reference = load_for_inference(path, device)
+    if not reference.module.task.crops_objects:
+        raise ConfigError(
+            f"reference_ckpt={path}: a {reference.module.task.name} model; the reference row needs a per-object "
+            "(task=instance or gestalt) checkpoint"
+        )
+    return reference
+
+
+def _evaluate_objects(
+    loaded, settings, collection, count: int, data: dict, seed: int, reference=None
+) -> tuple[dict, list, list]:
+    """The instance task's rows over the first ``count`` images (and the ``reference`` model's vote as the
+    ``reference_model`` row); prints their table. Returns the metrics, one row per object and the predictions as
+    results entries."""
     inference = InstanceInference(loaded.module, settings, loaded.image_size)
+    reference_evaluator = None
+    if reference is not None:
+        reference_inference = InstanceInference(reference.module, settings, reference.image_size, key="inference")
+        reference_evaluator = InstanceEvaluator(reference_inference)
+        # The same noise as the model's: a model evaluated against itself gives its own row.
+        reference_generator = torch.Generator().manual_seed(seed)
     if not any(collection.num_objects(i) for i in range(count)):
         raise DataError(
             f"{data.get('root') or data.get('source')}: no per-object visible masks to evaluate a per-object "
@@ -148,10 +171,14 @@ def _evaluate_objects(loaded, settings, collection, count: int, data: dict, seed
         images = [collection[i] for i in range(start, min(start + IMAGES_PER_UPDATE, count))]
         predictions, image_rows = evaluator.update(images, generator)
         rows += image_rows
+        if reference_evaluator is not None:
+            reference_evaluator.update(images, reference_generator)
         for image, prediction in zip(images, predictions):
             ids = range(image.num_objects) if image.object_ids is None else image.object_ids
             results += [amodal_result(image.image_id, k, mask) for k, mask in zip(ids, prediction.amodal)]
     metrics = evaluator.compute()
+    if reference_evaluator is not None:
+        metrics[REFERENCE_MODEL] = reference_evaluator.compute()[VOTE]
     print(format_instance_table(metrics))
     return metrics, rows, results
 

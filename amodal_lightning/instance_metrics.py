@@ -50,7 +50,10 @@ OBJECTS, OBJECTS_OCCLUDED, OBJECTS_UNOCCLUDED = "objects", "objects_occluded", "
 BUCKET_SEPARATOR = "/"
 # Reference rows and ensemble read-outs, as row names of format_instance_table.
 VOTE, BEST_OF_K, VISIBLE_MASK, CONVEX_HULL = "vote", "best_of_k", "visible_mask", "convex_hull"
+# Another model's majority vote on the same objects (evaluate's reference_ckpt).
+REFERENCE_MODEL = "reference_model"
 REFERENCE_ROWS = {
+    REFERENCE_MODEL: "another per-object model's majority vote on the same objects (evaluate reference_ckpt=...)",
     VISIBLE_MASK: "the visible mask itself (0 on hidden parts by definition)",
     CONVEX_HULL: "the filled convex hull of the visible mask",
     BEST_OF_K: "oracle: per object the ensemble member closest to the truth (needs the truth; not a prediction)",

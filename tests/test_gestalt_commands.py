@@ -115,3 +115,12 @@ def test_guidance_on_a_model_trained_without_dropout_is_refused_in_one_line(gest
         "pix2gestalt: 2)"
     ]
     assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_a_reference_model_is_scored_on_the_same_objects(gestalt_ckpt, tmp_path, capsys):
+    args = [f"ckpt_path={gestalt_ckpt}", f"output={tmp_path}", *FAST, "num_images=3"]
+    report = evaluate(compose("evaluate", [*args, f"reference_ckpt={gestalt_ckpt}"]))
+    assert "reference row reference_model: another per-object model" in capsys.readouterr().out
+    metrics = report["metrics"]
+    # Against itself, with the same noise, the reference row is the model's own vote.
+    assert metrics["reference_model"] == metrics["vote"]
