@@ -58,8 +58,7 @@ def objects_to_benchmark(cfg, need: str = "task=instance"):
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a {need} checkpoint"
         )
-    cfg.model.image_size = loaded.image_size
-    data = {**data_config(cfg, loaded.run_config), "task": task_config(loaded.module)}
+    data = {**data_config(cfg, loaded.run_config), "image_size": loaded.image_size, "task": task_config(loaded.module)}
     collection = native_resolution(instantiate(OmegaConf.create(data), _convert_="all").scenes(cfg.split))
     count = min(int(cfg.num_images or len(collection)), len(collection))
     if count == 0:
