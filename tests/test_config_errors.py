@@ -70,7 +70,7 @@ def _composed_configs(tmp: Path) -> list:
         for extra in ([], ["task=instance"], ["logger=wandb"], ["data=sas"], ["data=objects"], ["model=unet64"])
     ]
     configs.append(compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"]))
-    for name in ("predict", "evaluate", "score", "check", "convert"):
+    for name in ("predict", "evaluate", "score", "check", "convert", "demo"):
         configs.append(compose(name, ["data=sas"] if name in ("evaluate", "convert") else []))
     for cfg in configs[:7]:
         resolve_model_inputs(cfg)

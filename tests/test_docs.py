@@ -17,7 +17,7 @@ from amodal_lightning.config import compose
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # Entry module -> its Hydra config.
-ENTRY_CONFIGS = {"train": "train", "predict": "predict", "evaluate": "evaluate", "data.check": "check"}
+ENTRY_CONFIGS = {"train": "train", "predict": "predict", "evaluate": "evaluate", "data.check": "check", "demo": "demo"}
 NOT_HYDRA = {"convert_sas"}
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 ENTRY = re.compile(r"(?:^|\s)-m\s+amodal_lightning\.([\w.]+)(?=\s|$)")

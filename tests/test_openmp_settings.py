@@ -20,6 +20,7 @@ ENTRY_POINTS = (
     "amodal_lightning.data.check",
     "amodal_lightning.convert_sas",
     "amodal_lightning.score",
+    "amodal_lightning.demo.__main__",
 )
 
 
