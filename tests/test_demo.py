@@ -55,9 +55,11 @@ def build_checkpoint(path: Path, task: str) -> Path:
     hparams = to_container(cfg.model.module)
     hparams.pop(TARGET_KEY)
     module = AmodalDiffusionModule(**hparams)
-    area = module.net.patch_size**2  # output channel 0 is the first `area` channels before the pixel shuffle
+    area = module.net.patch_size**2  # output channel c is channels c*area..(c+1)*area before the pixel shuffle
+    mask = module.task.target_channels - 1  # the mask is the last target channel (after RGB for task=gestalt)
     with torch.no_grad():
-        module.net.out[-1].bias[:area] = 1.0  # the clean mask it predicts: 1 (foreground) in the symmetric convention
+        # The clean mask it predicts: 1 (foreground) in the symmetric convention; RGB stays 0 (neutral grey).
+        module.net.out[-1].bias[mask * area : (mask + 1) * area] = 1.0
     checkpoint = {STATE_DICT_KEY: module.state_dict(), HPARAMS_KEY: dict(module.hparams)}
     torch.save({**checkpoint, RUN_CONFIG_KEY: to_container(cfg)}, path)
     return path
@@ -141,6 +143,32 @@ def test_an_instance_model_completes_the_marked_objects_through_the_client(insta
     assert len(gallery(samples)) == 2 * (2 + 1)
     assert not whole["visible"]
     assert message.startswith("2 object(s) completed by the instance model on cpu")
+
+
+def test_a_whole_object_model_also_shows_each_objects_whole_samples(tmp_path_factory, scene, tmp_path):
+    app, client = serve_demo(build_checkpoint(tmp_path_factory.mktemp("demo") / "gestalt.ckpt", "gestalt"))
+    try:
+        image = save(tmp_path / "image.png", scene.image)
+        marks = save(tmp_path / "marks.png", inputs.marks_from_masks(scene.visible[:1]))
+        _, masks, _, whole, message = client.predict(
+            gradio_client.handle_file(image), gradio_client.handle_file(marks), api_name="/complete"
+        )
+    finally:
+        app.close()
+    ((mask, _),) = gallery(masks)
+    amodal = assert_binary(mask, scene.image.shape[:2])
+    assert whole["visible"]
+    whole = gallery(whole["value"])
+    assert [caption for _, caption in whole] == [
+        "object 1: whole object",
+        "object 1: whole sample 1",
+        "object 1: whole sample 2",
+    ]
+    for picture, _ in whole:
+        assert picture.shape == (*scene.image.shape[:2], 4)
+        # Each sample is the object on its own mask: a full crop here, holding the visible mask.
+        assert (picture[..., 3] > 0).sum() >= scene.visible[0].sum() and amodal[picture[..., 3] > 0].all()
+    assert message.startswith("1 object(s) completed by the gestalt model on cpu")
 
 
 def test_a_scene_loaded_and_a_painted_mask_mark_an_object(instance_demo, scene, tmp_path):

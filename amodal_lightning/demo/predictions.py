@@ -85,9 +85,9 @@ def object_pictures(
         for m in range(min(samples_shown, len(members))):
             samples.append((mask_picture(members[m, i]), f"object {i + 1}: sample {m + 1}"))
         samples.append((uncertainty_cell(prediction.uncertainty[i]), f"object {i + 1}: uncertainty"))
-    appearance = getattr(prediction, "appearance", None)
+    appearance = prediction.appearance
     if appearance is not None:
-        read_out = getattr(prediction, "whole", None)
+        read_out = prediction.whole
         for i in range(len(amodal)):
             if read_out is not None:
                 whole.append((np.asarray(read_out[i], dtype=np.uint8), f"object {i + 1}: whole object"))
