@@ -6,6 +6,8 @@ Layout (one folder per image, all directly under a root; the folder name is the 
     {root}/{image_id}/objects/{k}_visible.png    visible (modal) mask of object k, binary (0/255 or 0/1)
     {root}/{image_id}/objects/{k}_amodal.png     amodal mask of object k; optional where only the visible masks
                                                  are needed (prediction inputs: ``require_amodal=False``)
+    {root}/{image_id}/objects/{k}_whole.png      optional: object k alone and whole, RGBA, its alpha exactly its
+                                                 amodal mask (what the whole-object task trains on)
     {root}/{image_id}/order.json                 optional depth order, front first: ``{"order": [k, ...]}`` or a
                                                  plain list ``[k, ...]``
 
@@ -13,7 +15,9 @@ Layout (one folder per image, all directly under a root; the folder name is the 
 annotation ids, say), not necessarily contiguous; every mask has its image's size. Object ``i`` of the record is
 the ``i``-th smallest ``k``, and the ``k``'s themselves are kept in
 :attr:`~amodal_lightning.data.record.LayeredImage.object_ids`. ``order.json`` names every ``k`` of the folder
-exactly once. An amodal mask must contain its visible mask, and a visible mask must not be empty. Hidden entries
+exactly once. An amodal mask must contain its visible mask, and a visible mask must not be empty. A whole-object
+file needs its amodal mask: it must be RGBA, of its image's size, and non-zero alpha exactly on the amodal mask; an
+image's whole appearances are loaded (``LayeredImage.whole``) when every object has one. Hidden entries
 are ignored, and so are plain files directly under a root and files in an image folder other than those above.
 
 Where ``order.json`` exists and every object has its amodal mask, the image's SAS layers follow from them (see
@@ -49,6 +53,7 @@ from amodal_lightning.data.sas_folders import (
     SCAN_THREADS,
     Problem,
     RootScan,
+    _open,
     file_problem,
     load_mask,
     read_rgb,
@@ -56,7 +61,7 @@ from amodal_lightning.data.sas_folders import (
 )
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import DataError
-from amodal_lightning.masks import assign_layers, resize_masks, union_by_layer
+from amodal_lightning.masks import assign_layers, resize_image_to, resize_masks, union_by_layer
 
 IMAGE_FILE = "image.png"
 OBJECTS_FOLDER = "objects"
@@ -64,12 +69,17 @@ ORDER_FILE = "order.json"
 ORDER_KEY = "order"
 VISIBLE = "visible"
 AMODAL = "amodal"
+WHOLE = "whole"
 MASK_SUFFIX = ".png"
 # k is written without leading zeros, so each object has one file name for each kind.
-OBJECT_FILE_NAME = re.compile(rf"^(?P<k>0|[1-9][0-9]*)_(?P<kind>{VISIBLE}|{AMODAL}){re.escape(MASK_SUFFIX)}$")
+OBJECT_FILE_NAME = re.compile(rf"^(?P<k>0|[1-9][0-9]*)_(?P<kind>{VISIBLE}|{AMODAL}|{WHOLE}){re.escape(MASK_SUFFIX)}$")
 # Where the layout is named in messages.
 VISIBLE_PATTERN = f"{{k}}_{VISIBLE}{MASK_SUFFIX}"
 AMODAL_PATTERN = f"{{k}}_{AMODAL}{MASK_SUFFIX}"
+WHOLE_PATTERN = f"{{k}}_{WHOLE}{MASK_SUFFIX}"
+# A whole-object file's mode: its colours and an alpha channel marking the object.
+WHOLE_MODE = "RGBA"
+WHOLE_CHANNELS = 4
 ORDER_FORMAT = f'{{"{ORDER_KEY}": [k, ...]}} or a plain list [k, ...] of object ids, front first'
 # order.json is read at scan time: anything larger is not a depth order.
 MAX_ORDER_BYTES = 1 << 20
@@ -82,12 +92,12 @@ def is_object_root(root: str | Path) -> bool:
 
 
 def object_file_name(k: int, kind: str) -> str:
-    """File name of object ``k``'s mask of ``kind`` (``"visible"`` or ``"amodal"``)."""
+    """File name of object ``k``'s file of ``kind`` (``"visible"``, ``"amodal"`` or ``"whole"``)."""
     return f"{int(k)}_{kind}{MASK_SUFFIX}"
 
 
 def parse_object_file_name(name: str) -> tuple[int, str] | None:
-    """``'{k}_visible.png'`` -> ``(k, "visible")`` (likewise amodal); None if the name does not parse."""
+    """``'{k}_visible.png'`` -> ``(k, "visible")`` (likewise amodal, whole); None if the name does not parse."""
     match = OBJECT_FILE_NAME.match(name)
     return (int(match["k"]), match["kind"]) if match else None
 
@@ -98,7 +108,7 @@ class ObjectRecord:
 
     ``object_ids`` the sorted ``k``'s (object ``i`` is ``object_ids[i]``); ``with_amodal[i]`` whether object ``i`` has
     its amodal mask; ``depth_order`` object indices (positions in ``object_ids``) from the front, None without
-    ``order.json``.
+    ``order.json``; ``with_whole[i]`` whether object ``i`` has its whole-object file.
     """
 
     image_id: str
@@ -106,6 +116,7 @@ class ObjectRecord:
     object_ids: tuple[int, ...]
     with_amodal: tuple[bool, ...]
     depth_order: tuple[int, ...] | None = None
+    with_whole: tuple[bool, ...] = ()
 
     @property
     def num_objects(self) -> int:
@@ -118,6 +129,11 @@ class ObjectRecord:
         return all(self.with_amodal)
 
     @property
+    def all_whole(self) -> bool:
+        """Whether every object has its whole-object file (and so its amodal mask)."""
+        return len(self.with_whole) == self.num_objects and all(self.with_whole) and self.all_amodal
+
+    @property
     def has_layers(self) -> bool:
         """Whether the image's layers can be known: a depth order and every amodal mask."""
         return self.depth_order is not None and self.all_amodal
@@ -128,7 +144,7 @@ class ObjectRecord:
         return self.folder / IMAGE_FILE
 
     def mask_path(self, index: int, kind: str) -> Path:
-        """Path of object ``index``'s mask of ``kind`` (``"visible"`` or ``"amodal"``)."""
+        """Path of object ``index``'s file of ``kind`` (``"visible"``, ``"amodal"`` or ``"whole"``)."""
         return self.folder / OBJECTS_FOLDER / object_file_name(self.object_ids[index], kind)
 
 
@@ -170,17 +186,45 @@ def _image_shape(path: Path) -> tuple[int, int]:
         raise DataError(f"{path}: cannot decode image ({reason})") from None
 
 
+def load_whole(path: str | Path, amodal: np.ndarray | None = None, expected_shape: tuple[int, int] | None = None):
+    """A whole-object file as uint8 RGBA (H,W,4) at its own size, checked: RGBA, of its image's ``expected_shape``
+    (when known), non-zero alpha exactly on its ``amodal`` mask (when given); else a one-line DataError."""
+    path = Path(path)
+    img = _open(path)
+    if img.mode != WHOLE_MODE:
+        raise DataError(
+            f"{path}: expected an {WHOLE_MODE} image (the object's colours and an alpha channel marking it), "
+            f"got mode {img.mode}"
+        )
+    whole = np.array(img)
+    if expected_shape is not None and whole.shape[:2] != tuple(expected_shape):
+        raise DataError(
+            f"{path}: image is {whole.shape[1]}x{whole.shape[0]} pixels but its image is "
+            f"{expected_shape[1]}x{expected_shape[0]}"
+        )
+    if amodal is not None and amodal.shape == whole.shape[:2]:
+        differ = int(((whole[..., WHOLE_CHANNELS - 1] > 0) != amodal).sum())
+        if differ:
+            raise DataError(
+                f"{path}: its alpha differs from the amodal mask in {differ} pixel(s); the non-zero alpha must be "
+                "exactly the object's amodal mask"
+            )
+    return whole
+
+
 def _read_object_masks(
     record: ObjectRecord,
     shape: tuple[int, int] | None,
     on_problem: Callable[[DataError], None],
     *,
     visible: bool = True,
-) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-    """Every object's visible and amodal mask at its file's size (None where absent or unusable), each checked:
-    binary, of the image's ``shape`` (when known), a visible mask not empty and inside its amodal mask. Each
-    problem goes to ``on_problem``; ``visible=False`` reads the amodal masks alone."""
-    visibles, amodals = [], []
+    whole: bool = True,
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray | None]]:
+    """Every object's visible and amodal mask and whole-object file at its file's size (None where absent or
+    unusable), each checked: masks binary, of the image's ``shape`` (when known), a visible mask not empty and inside
+    its amodal mask, a whole-object file as :func:`load_whole` says. Each problem goes to ``on_problem``;
+    ``visible=False`` skips the visible masks and ``whole=False`` the whole-object files."""
+    visibles, amodals, wholes = [], [], []
     for index in range(record.num_objects):
         seen = None
         if visible:
@@ -202,9 +246,13 @@ def _read_object_masks(
                             "its visible mask"
                         )
                     )
+        appearance = None
+        if whole and index < len(record.with_whole) and record.with_whole[index]:
+            appearance = _attempt(on_problem, load_whole, record.mask_path(index, WHOLE), full, shape)
         visibles.append(seen)
         amodals.append(full)
-    return visibles, amodals
+        wholes.append(appearance)
+    return visibles, amodals, wholes
 
 
 def instance_layers(record: ObjectRecord, amodal: np.ndarray | None = None) -> np.ndarray | None:
@@ -214,18 +262,20 @@ def instance_layers(record: ObjectRecord, amodal: np.ndarray | None = None) -> n
         return None
     if amodal is None:
         shape = _image_shape(record.image_path)
-        amodal = np.stack(_read_object_masks(record, shape, _raise, visible=False)[1])
+        amodal = np.stack(_read_object_masks(record, shape, _raise, visible=False, whole=False)[1])
     return assign_layers(amodal, record.depth_order)
 
 
 def load_objects(record: ObjectRecord, size: int | None = None) -> LayeredImage:
     """The whole image of ``record`` with its objects, masks resized to ``size`` (own size when None).
 
-    Every mask is checked (binary, of the image's size, visible not empty and inside its amodal mask); the first
-    problem is a one-line DataError naming the file. Amodal masks are filled only when every object has one.
+    Every file is checked (masks binary, of the image's size, visible not empty and inside its amodal mask; whole
+    objects as :func:`load_whole` says); the first problem is a one-line DataError naming the file. Amodal masks are
+    filled only when every object has one, whole appearances only when every object has one.
     """
     image, shape = read_rgb(record.image_path, size)
-    visible, amodal = _read_object_masks(record, shape, _raise)
+    visible, amodal, whole = _read_object_masks(record, shape, _raise)
+    whole = _resize_whole(np.stack(whole), size) if record.all_whole else None
     amodal = np.stack(amodal) if record.all_amodal else None
     layer = instance_layers(record, amodal)
     amodal = None if amodal is None else resize_masks(amodal, size)
@@ -238,7 +288,23 @@ def load_objects(record: ObjectRecord, size: int | None = None) -> LayeredImage:
         instance_layer=layer,
         depth_order=None if record.depth_order is None else np.array(record.depth_order, dtype=np.int64),
         object_ids=np.array(record.object_ids, dtype=np.int64),
+        whole=whole,
     )
+
+
+def _resize_whole(whole: np.ndarray, size: int | None) -> np.ndarray:
+    """Whole objects uint8 RGBA (N,H,W,4) resized as the image and masks are: colours bilinearly, the object's
+    extent (alpha) with nearest neighbour, colour 0 outside it."""
+    if size is None or whole.shape[1:3] == (size, size):
+        return whole
+    out = np.zeros((len(whole), size, size, WHOLE_CHANNELS), dtype=np.uint8)
+    for i, rgba in enumerate(whole):
+        inside = resize_masks(rgba[..., -1] > 0, size)
+        colours = resize_image_to(np.ascontiguousarray(rgba[..., :-1]), (size, size))
+        alpha = resize_image_to(np.repeat(rgba[..., -1:], 3, axis=-1), (size, size))[..., 0]
+        out[i, ..., :-1] = np.where(inside[..., None], colours, 0)
+        out[i, ..., -1] = np.where(inside, np.maximum(alpha, 1), 0)
+    return out
 
 
 class ObjectFolderImages(ImageCollection):
@@ -317,34 +383,41 @@ def _read_order(path: Path, object_ids: Sequence[int] | None) -> tuple[tuple[int
     return tuple(position[k] for k in order), None
 
 
-def _list_objects(objects: str, image_id: str, require_amodal: bool) -> tuple[dict[int, str], set[int], list[Problem]]:
-    """Visible file of each ``k``, the ``k``'s with an amodal file, and the problems of one ``objects/`` folder."""
+def _list_objects(
+    objects: str, image_id: str, require_amodal: bool
+) -> tuple[dict[int, str], set[int], set[int], list[Problem]]:
+    """Visible file of each ``k``, the ``k``'s with an amodal file, those with a whole-object file, and the problems
+    of one ``objects/`` folder."""
     problems = []
     visible: dict[int, str] = {}
     amodal: dict[int, str] = {}
+    whole: dict[int, str] = {}
     try:
         with os.scandir(objects) as listing:
             names = sorted(entry.name for entry in listing if not entry.name.startswith("."))
     except FileNotFoundError:
-        return {}, set(), [Problem(f"{objects}: required folder is missing (of the {VISIBLE_PATTERN} masks)", image_id)]
+        reason = f"{objects}: required folder is missing (of the {VISIBLE_PATTERN} masks)"
+        return {}, set(), set(), [Problem(reason, image_id)]
     except NotADirectoryError:
-        return {}, set(), [Problem(f"{objects}: expected a folder of {VISIBLE_PATTERN} masks, found a file", image_id)]
+        reason = f"{objects}: expected a folder of {VISIBLE_PATTERN} masks, found a file"
+        return {}, set(), set(), [Problem(reason, image_id)]
     except OSError as err:
-        return {}, set(), [Problem(f"{objects}: cannot read ({err.strerror or type(err).__name__})", image_id)]
+        reason = f"{objects}: cannot read ({err.strerror or type(err).__name__})"
+        return {}, set(), set(), [Problem(reason, image_id)]
     for name in names:
         path = f"{objects}{os.sep}{name}"
         parsed = parse_object_file_name(name)
         if parsed is None:
             problems.append(
                 Problem(
-                    f"{path}: expected a file named {VISIBLE_PATTERN} or {AMODAL_PATTERN} (k an integer >= 0 "
-                    "without leading zeros)",
+                    f"{path}: expected a file named {VISIBLE_PATTERN}, {AMODAL_PATTERN} or {WHOLE_PATTERN} (k an "
+                    "integer >= 0 without leading zeros)",
                     image_id,
                 )
             )
             continue
         k, kind = parsed
-        files = visible if kind == VISIBLE else amodal
+        files = {VISIBLE: visible, AMODAL: amodal, WHOLE: whole}[kind]
         if k in files:
             problems.append(Problem(f"{path}: {kind} mask of object {k} also in {objects}{os.sep}{files[k]}", image_id))
             continue
@@ -363,12 +436,20 @@ def _list_objects(objects: str, image_id: str, require_amodal: bool) -> tuple[di
                 image_id,
             )
         )
+    for k in sorted(set(whole) - set(amodal)):
+        problems.append(
+            Problem(
+                f"{objects}{os.sep}{whole[k]}: whole object without its amodal mask {object_file_name(k, AMODAL)} "
+                "(its alpha must be that mask)",
+                image_id,
+            )
+        )
     if require_amodal:
         for k in sorted(set(visible) - set(amodal)):
             problems.append(
                 Problem(f"{objects}{os.sep}{object_file_name(k, AMODAL)}: required file is missing", image_id)
             )
-    return visible, set(amodal), problems
+    return visible, set(amodal), set(whole), problems
 
 
 def _scan_folder(root: Path, name: str, require_amodal: bool) -> tuple[ObjectRecord, list[Problem]]:
@@ -379,7 +460,7 @@ def _scan_folder(root: Path, name: str, require_amodal: bool) -> tuple[ObjectRec
     reason = file_problem(f"{folder}{os.sep}{IMAGE_FILE}")
     if reason is not None:
         problems.append(Problem(f"{folder}{os.sep}{IMAGE_FILE}: {reason}", name))
-    visible, amodal, found = _list_objects(f"{folder}{os.sep}{OBJECTS_FOLDER}", name, require_amodal)
+    visible, amodal, whole, found = _list_objects(f"{folder}{os.sep}{OBJECTS_FOLDER}", name, require_amodal)
     problems += found
     object_ids = tuple(sorted(visible))
     depth_order = None
@@ -388,13 +469,21 @@ def _scan_folder(root: Path, name: str, require_amodal: bool) -> tuple[ObjectRec
         depth_order, reason = _read_order(order_path, object_ids or None)
         if reason is not None:
             problems.append(Problem(reason, name))
-    record = ObjectRecord(name, Path(folder), object_ids, tuple(k in amodal for k in object_ids), depth_order)
+    record = ObjectRecord(
+        name,
+        Path(folder),
+        object_ids,
+        tuple(k in amodal for k in object_ids),
+        depth_order,
+        tuple(k in whole for k in object_ids),
+    )
     return record, problems
 
 
 def _content_problems(record: ObjectRecord) -> list[Problem]:
     """Problems found by decoding every file of one image: unreadable files, masks that are not binary or not of
-    their image's size, empty visible masks, amodal masks that do not contain their visible masks."""
+    their image's size, empty visible masks, amodal masks that do not contain their visible masks, whole-object
+    files that are not RGBA, of another size or whose alpha is not their amodal mask."""
     problems = []
 
     def collect(err: DataError) -> None:
@@ -464,8 +553,9 @@ def write_object_folder(root: str | Path, record: LayeredImage, *, write_order: 
     """Write one record in the per-object layout under ``root``; returns its folder ``{root}/{image_id}``.
 
     Needs ``image`` and ``visible`` (N >= 1 objects); ``amodal`` is written where known, and ``order.json`` from
-    ``depth_order`` when ``write_order`` is set and the order is known. File names use ``object_ids`` (``0 .. N-1``
-    when None). Rewriting a folder replaces the layout's files in it, so no mask of an earlier version is left over.
+    ``depth_order`` when ``write_order`` is set and the order is known, ``{k}_whole.png`` from ``whole`` where known.
+    File names use ``object_ids`` (``0 .. N-1`` when None). Rewriting a folder replaces the layout's files in it, so
+    no mask of an earlier version is left over.
     """
     root = Path(root)
     image_id = record.image_id
@@ -487,6 +577,14 @@ def write_object_folder(root: str | Path, record: LayeredImage, *, write_order: 
             raise DataError(
                 f"{objects}: {kind} masks of shape {array.shape} do not match {count} objects of image {image.shape}"
             )
+    whole = None
+    if record.whole is not None:
+        whole = np.asarray(record.whole)
+        if whole.dtype != np.uint8 or whole.shape != (count, *image.shape[:2], WHOLE_CHANNELS):
+            raise DataError(
+                f"{objects}: whole objects of {whole.dtype} {whole.shape} do not match {count} RGBA objects of image "
+                f"{image.shape}"
+            )
     object_ids = _checked_object_ids(objects, record.object_ids, count)
     order = None
     if write_order and record.depth_order is not None:
@@ -502,6 +600,9 @@ def write_object_folder(root: str | Path, record: LayeredImage, *, write_order: 
     for kind, array in masks.items():
         for k, mask in zip(object_ids, array):
             save_mask(objects / object_file_name(k, kind), mask)
+    if whole is not None:
+        for k, rgba in zip(object_ids, whole):
+            Image.fromarray(rgba, mode=WHOLE_MODE).save(objects / object_file_name(k, WHOLE))
     if order is not None:
         (folder / ORDER_FILE).write_text(json.dumps({ORDER_KEY: [object_ids[i] for i in order]}) + "\n")
     return folder

@@ -20,6 +20,7 @@ from amodal_lightning.data.object_folders import (
     OBJECTS_FOLDER,
     ORDER_FILE,
     ObjectFolderImages,
+    load_objects,
     scan_object_root,
     write_object_dataset,
     write_object_folder,
@@ -42,9 +43,20 @@ def generator():
 
 @pytest.fixture
 def root(tmp_path):
-    """Four generated scenes in the per-object layout, with their depth orders."""
+    """Four generated scenes in the per-object layout, with their depth orders (masks only: the whole-object files
+    are tested on their own, by ``whole_root``)."""
     root = tmp_path / "objects"
     write_object_dataset(root, generator(), range(NUM_IMAGES), PREFIX)
+    for path in root.glob("*/objects/*_whole.png"):
+        path.unlink()
+    return root
+
+
+@pytest.fixture
+def whole_root(tmp_path):
+    """Two generated scenes in the per-object layout with every object's whole-object file."""
+    root = tmp_path / "whole"
+    write_object_dataset(root, generator(), range(2), PREFIX)
     return root
 
 
@@ -414,3 +426,74 @@ class _Lines:
 
     def flush(self):
         pass
+
+
+# ------------------------------------------------------------------------------------------------ whole objects
+
+
+def test_whole_objects_round_trip_and_their_visible_part_is_the_image(whole_root):
+    generator_ = generator()
+    scan = scan_object_root(whole_root, deep=True)
+    assert not scan.problems and all(record.all_whole for record in scan.records)
+    for index, record in enumerate(scan.records):
+        loaded = load_objects(record)
+        scene = generator_.scene(index)
+        np.testing.assert_array_equal(loaded.whole, scene.whole)
+        for obj in range(loaded.num_objects):
+            visible = loaded.visible[obj]
+            np.testing.assert_array_equal(loaded.whole[obj][visible][:, :3], loaded.image[visible])
+        resized = load_objects(record, SMALL)
+        assert resized.whole.shape == (loaded.num_objects, SMALL, SMALL, 4)
+        np.testing.assert_array_equal(resized.whole[..., 3] > 0, resized.amodal)
+
+
+def test_an_image_without_every_whole_object_loads_without_them(whole_root):
+    mask_file(whole_root, 0, 0, "whole").unlink()
+    (first, second) = scan_object_root(whole_root, deep=True).records
+    assert not first.all_whole and load_objects(first).whole is None
+    assert load_objects(second).whole is not None
+
+
+def _rewrite_whole(root, change):
+    path = mask_file(root, 0, 0, "whole")
+    change(path, np.asarray(Image.open(path)))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda p, a: Image.fromarray(a[..., :3]).save(p),
+            "expected an RGBA image (the object's colours and an alpha channel marking it), got mode RGB",
+        ),
+        (
+            lambda p, a: Image.fromarray(np.pad(a, ((0, 2), (0, 0), (0, 0)))).save(p),
+            "image is 16x18 pixels but its image is 16x16",
+        ),
+        (
+            lambda p, a: Image.fromarray(np.where(np.arange(SIZE)[:, None, None] < 2, 255, a).astype(np.uint8)).save(p),
+            "its alpha differs from the amodal mask in",
+        ),
+        (lambda p, a: p.write_bytes(b"not a png"), "cannot decode image"),
+    ],
+    ids=["no_alpha", "other_size", "alpha_not_amodal", "not_an_image"],
+)
+def test_a_bad_whole_object_is_one_line_in_the_deep_check_and_in_the_loader(whole_root, change, message):
+    path = _rewrite_whole(whole_root, change)
+    problems = scan_object_root(whole_root, deep=True).problems
+    assert [p.message for p in problems if p.image_id == "img_000000"][0].startswith(f"{path}: {message}")
+    assert len([p for p in problems if p.image_id == "img_000000"]) == 1
+    record = scan_object_root(whole_root).records[0]
+    with pytest.raises(DataError) as err:
+        load_objects(record)
+    assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+
+
+def test_a_whole_object_without_its_amodal_mask_is_named(whole_root):
+    mask_file(whole_root, 1, 0, "amodal").unlink()
+    problems = scan_object_root(whole_root, require_amodal=False).problems
+    assert [p.message for p in problems] == [
+        f"{mask_file(whole_root, 1, 0, 'whole')}: whole object without its amodal mask 0_amodal.png (its alpha must "
+        "be that mask)"
+    ]
