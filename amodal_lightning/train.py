@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from amodal_lightning.callbacks.bad_samples import BadSamples
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.progress import StepTimer
+from amodal_lightning.callbacks.random_state import RandomState
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.command_line import entry_point
@@ -80,6 +81,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.append(BadSamples(cfg.paths.checkpoint_dir))
     callbacks.append(StepTimer())
+    callbacks.append(RandomState())
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)

@@ -12,26 +12,43 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 
+def training_stops_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether the fit loop stops after the current step: a stop was asked for or the step budget is spent."""
+    max_steps = trainer.max_steps
+    return trainer.should_stop or (max_steps is not None and 0 < max_steps <= trainer.global_step)
+
+
 def training_ends_now(trainer: L.Trainer) -> bool:
     """Whether the fit loop stops after the current epoch: a stop was asked for or a step or epoch budget is spent."""
-    max_steps, max_epochs = trainer.max_steps, trainer.max_epochs
-    return (
-        trainer.should_stop
-        or (max_steps is not None and 0 < max_steps <= trainer.global_step)
-        or (max_epochs is not None and 0 < max_epochs <= trainer.current_epoch + 1)
+    max_epochs = trainer.max_epochs
+    return training_stops_after_this_step(trainer) or (
+        max_epochs is not None and 0 < max_epochs <= trainer.current_epoch + 1
     )
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
     """:class:`~lightning.pytorch.callbacks.ModelCheckpoint` that also writes ``last.ckpt`` on the step training ends.
 
-    The final save happens at the end of the last training epoch, before the EMA callback copies the averaged
-    weights into the model at the end of training, so the checkpoint keeps the live weights and the EMA weights apart
-    and a run resumed from it continues exactly where it stopped.
+    A run stopped part-way through an epoch (step or time budget, a stop asked for during the step) is saved at the
+    end of its last step, as a periodic checkpoint is: the checkpoint is then mid-epoch, and a run resumed from it
+    goes on with the rest of that epoch (saved at the epoch's end, Lightning would count the epoch as done and
+    resume with the next one). A run whose last epoch ends, or that a validation stops, is saved at the end of the
+    epoch. Either save happens before the EMA callback copies the averaged weights into the model at the end of
+    training, so the checkpoint keeps the live weights and the EMA weights apart and a run resumed from it continues
+    exactly where it stopped.
     """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if training_stops_after_this_step(trainer):
+            self._save_last(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if not self.save_last or not training_ends_now(trainer) or self._should_skip_saving_checkpoint(trainer):
-            return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if training_ends_now(trainer):
+            self._save_last(trainer)
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        # Skipped when this step is saved already (by the period, or at the end of the step).
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

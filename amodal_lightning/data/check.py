@@ -5,7 +5,9 @@ summary per root on stderr; exits with status 1 when there is any problem, 2 for
 It runs the scanner of the layout that ``data.source`` names, the one training runs at setup
 (:func:`~amodal_lightning.data.sas_folders.scan_sas_root` for SAS folders,
 :func:`~amodal_lightning.data.object_folders.scan_object_root` for per-object folders), so it reports exactly what
-training would refuse; ``deep=true`` also decodes every file.
+training would refuse at setup; ``deep=true`` also decodes every file with the function the loader calls
+(:func:`~amodal_lightning.data.sas_folders.load_layer`, :func:`~amodal_lightning.data.object_folders.load_objects`),
+so it names every file training would refuse when loading it, in the same line.
 """
 
 from __future__ import annotations

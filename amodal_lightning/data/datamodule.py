@@ -9,6 +9,8 @@ id, so no image has layers in two splits. Generated scenes (``source="synthetic"
 index ranges per split, made in memory at setup: nothing to download, and the validation and test scenes stay the
 same whatever the training set size. SAS roots (``source="sas"``) are split by a seeded shuffle of their ids.
 SAS noise folders, when ``noise_rate > 0``, replace that fraction of the training draws (never validation or test).
+The training order depends only on ``shuffle_seed`` and the epoch, and the training loader's position is kept in
+checkpoints, so a run resumed part-way through an epoch draws the batches the interrupted run would have.
 
 ``batch_size`` is the global batch: each device loads ``batch_size // (world_size * accumulate_grad_batches)``.
 Whole validation and test images, for sequential evaluation, come from :meth:`LayeredAmodalDataModule.scenes`.
@@ -36,7 +38,10 @@ from amodal_lightning.data.datasets import (
     InMemoryImages,
     LayeredImage,
     NoiseMixingSampler,
+    ResumableLoader,
     SasImages,
+    SeededDraws,
+    ShuffleSampler,
     TaskDataset,
 )
 from amodal_lightning.data.object_folders import ObjectFolderImages
@@ -138,7 +143,9 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         root: the SAS root (``source="sas"``).
         noise_root: a root of SAS-layout noise folders; only read when ``noise_rate > 0``.
         noise_rate: expected fraction of training draws taken from the noise folders.
-        noise_seed: seed of the noise draws.
+        noise_seed: seed of the noise draws (and of the training order, when noise is mixed in).
+        shuffle_seed: seed of the training order (each epoch's permutation) and of whatever a training sample
+            draws at random in a loader worker; ``train`` gives it the run's ``seed``.
         front_layer_repeats: times each training image's layer-0 sample is drawn per epoch (SAS: 1).
         val_fraction, test_fraction: fractions of a root's (or an annotation file's) image ids held out; required
             for those sources, where the data configs give them, and ignored for synthetic data.
@@ -171,6 +178,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         noise_root: str | Path | None = None,
         noise_rate: float = 0.0,
         noise_seed: int = 0,
+        shuffle_seed: int = 0,
         front_layer_repeats: int = 1,
         val_fraction: float | None = None,
         test_fraction: float | None = None,
@@ -209,6 +217,8 @@ class LayeredAmodalDataModule(L.LightningDataModule):
             raise ConfigError(f"noise_rate={noise_rate}: expected a fraction in [0, 1]")
         if isinstance(front_layer_repeats, bool) or not isinstance(front_layer_repeats, int) or front_layer_repeats < 1:
             raise ConfigError(f"front_layer_repeats={front_layer_repeats!r}: expected a positive integer")
+        if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int) or shuffle_seed < 0:
+            raise ConfigError(f"shuffle_seed={shuffle_seed!r}: expected an integer >= 0")
         if noise_rate > 0 and not noise_root:
             raise ConfigError(f"noise_root: required when noise_rate={noise_rate} > 0")
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -236,6 +246,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         self.noise_root = Path(noise_root) if noise_root else None
         self.noise_rate = float(noise_rate)
         self.noise_seed = int(noise_seed)
+        self.shuffle_seed = shuffle_seed
         self.front_layer_repeats = front_layer_repeats
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
@@ -437,27 +448,41 @@ class LayeredAmodalDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------------------------------ loaders
 
-    def _loader(self, dataset, shuffle: bool = False, sampler=None) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset, sampler=None, loader: type[DataLoader] = DataLoader) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.per_device_batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            # A generator of its own: starting an iterator (which draws the workers' base seed) leaves the run's
+            # global generator alone, so that its stream does not depend on how many workers a loader has, nor on
+            # whether its worker processes were started before (a resumed run starts them anew).
+            generator=torch.Generator().manual_seed(self.shuffle_seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training samples, a ``noise_rate`` fraction of them drawn from the noise folders."""
+    def _processes(self) -> tuple[int, int]:
+        """``(processes, this process's rank)`` the training draws are split over (one without a trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(getattr(trainer, "world_size", 1)), int(getattr(trainer, "global_rank", 0))
+
+    def train_dataloader(self) -> ResumableLoader:
+        """Shuffled training samples, a ``noise_rate`` fraction of them drawn from the noise folders; each process
+        of a DDP run takes its share of every epoch's draws."""
         clean = self._task_dataset("train")
         if len(clean) == 0:
             raise DataError(f"{self.root or 'data.synthetic.num_train'}: the training split is empty")
         noise = self._noise_dataset()
+        processes, rank = self._processes()
         if noise is None:
-            return self._loader(clean, shuffle=True)
-        sampler = NoiseMixingSampler(len(clean), len(noise), self.noise_rate, seed=self.noise_seed)
-        return self._loader(ConcatDataset([clean, noise]), sampler=sampler)
+            dataset, sampler = clean, ShuffleSampler(len(clean), self.shuffle_seed, processes, rank)
+        else:
+            dataset = ConcatDataset([clean, noise])
+            sampler = NoiseMixingSampler(len(clean), len(noise), self.noise_rate, self.noise_seed, processes, rank)
+        return self._loader(SeededDraws(dataset, self.shuffle_seed), sampler, ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         """Validation samples in a fixed order."""

@@ -1,20 +1,24 @@
-"""Torch-side samples: image collections, the Dataset of a task's samples, and the noise-mixing sampler.
+"""Torch-side samples: image collections, the Dataset of a task's samples, and the training samplers and loader.
 
 Collections hold whole images (:class:`~amodal_lightning.data.record.LayeredImage`), either in memory (generated
 scenes) or lazily on disk (SAS folders, per-object folders); a task (:mod:`amodal_lightning.tasks`) says how many
 samples each image gives and makes them, and :class:`TaskDataset` flattens that into one index. Samples are dicts
-in the batch format of :mod:`amodal_lightning.batch`.
+in the batch format of :mod:`amodal_lightning.batch`. Training draws them in an order that depends only on a seed
+and the epoch (:class:`EpochSampler`), through a loader whose position a checkpoint keeps (:class:`ResumableLoader`),
+so that a resumed run draws what the interrupted one would have.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler, get_worker_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, RGB_KEYS, TARGET
 from amodal_lightning.data import sas_folders
@@ -31,6 +35,13 @@ MAX_REPLACEMENTS = 8
 # Skipped-sample counters: one slot per loader worker and one for the main process, in shared memory, so the main
 # process can count what its workers skipped without a lock.
 MAX_COUNTED_WORKERS = 256
+# 32-bit words of a draw's seed: two for torch (64 bits), one for numpy's global generator, one for Python's.
+DRAW_SEED_WORDS = 4
+# Keys of the training loader's state in a checkpoint (ResumableLoader.state_dict).
+LOADER_EPOCH = "epoch"
+LOADER_POSITION = "position"
+LOADER_BATCH_SIZE = "batch_size"
+LOADER_PROCESSES = "processes"
 
 
 def image_tensor(image: np.ndarray) -> torch.Tensor:
@@ -256,31 +267,174 @@ def LayerDataset(images: ImageCollection, front_layer_repeats: int = 1) -> TaskD
     return TaskDataset(images, None, front_layer_repeats)
 
 
-class NoiseMixingSampler(Sampler[int]):
+class EpochSampler(DistributedSampler):
+    """Training draws whose order depends only on ``seed`` and the epoch, split over processes, resumable part-way.
+
+    Each epoch is a fresh order of the whole dataset (:meth:`epoch_order`, a subclass's), padded as torch's
+    ``DistributedSampler`` pads it (by repeating its start) to a multiple of ``num_replicas``; process ``rank`` takes
+    every ``num_replicas``-th draw from position ``rank``. Being a ``DistributedSampler``, Lightning uses it as it is
+    under DDP instead of wrapping it. Each draw is yielded as ``(index, draw)``: the dataset index and the draw's
+    number in the whole run (``epoch x padded epoch size + position``), which seeds whatever making the sample draws
+    at random (:class:`SeededDraws`). :meth:`resume_at` makes the next iteration start part-way into an epoch
+    (:class:`ResumableLoader` calls it when a run resumes from a checkpoint).
+    """
+
+    def __init__(self, size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        # The base class needs only the dataset's length, and no process group when given the replicas and rank.
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Dataset indices of ``epoch``'s draws, in order, before padding and the split over processes."""
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose draws the next iteration yields (from its start, unless resumed in it)."""
+        if epoch != self.epoch:
+            # A resumed position belongs to the epoch it was saved in.
+            self.start = 0
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Make the next iteration yield ``epoch``'s draws of this process from its ``start``-th one."""
+        self.epoch, self.start = int(epoch), int(start)
+
+    def __iter__(self):
+        order = np.resize(self.epoch_order(self.epoch), self.total_size)
+        positions = np.arange(self.rank, self.total_size, self.num_replicas)[self.start :]
+        draws = self.epoch * self.total_size + positions
+        return zip(order[positions].tolist(), draws.tolist())
+
+
+class ShuffleSampler(EpochSampler):
+    """Every sample once per epoch, in a permutation seeded by ``(seed, epoch)``."""
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+
+
+class NoiseMixingSampler(EpochSampler):
     """Indices into ``ConcatDataset([clean, noise])``: each draw is a noise sample with probability ``noise_rate``.
 
     An epoch has ``num_clean`` draws: a fresh permutation of the clean samples in which each position is replaced,
     with probability ``noise_rate``, by a uniformly drawn noise sample. The draws depend only on ``seed`` and the
-    epoch given to :meth:`set_epoch` (which Lightning calls, also through its distributed wrapper).
+    epoch given to :meth:`set_epoch` (which Lightning calls).
     """
 
-    def __init__(self, num_clean: int, num_noise: int, noise_rate: float, seed: int = 0):
+    def __init__(
+        self, num_clean: int, num_noise: int, noise_rate: float, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ):
+        super().__init__(num_clean, seed, num_replicas, rank)
         self.num_clean = num_clean
         self.num_noise = num_noise
         self.noise_rate = noise_rate
-        self.seed = seed
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose draws the next iteration yields."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_clean
-
-    def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
         clean = rng.permutation(self.num_clean)
         from_noise = rng.random(self.num_clean) < self.noise_rate
         noise = self.num_clean + rng.integers(self.num_noise, size=self.num_clean)
-        return iter(np.where(from_noise, noise, clean).tolist())
+        return np.where(from_noise, noise, clean)
+
+
+def seed_draw(seed: int, draw: int) -> None:
+    """Seed torch's, numpy's and Python's global generators from ``(seed, draw)`` (hashed, so that neighbouring draws
+    get unrelated streams)."""
+    words = [int(word) for word in np.random.SeedSequence([seed, draw]).generate_state(DRAW_SEED_WORDS)]
+    torch.manual_seed(words[0] << 32 | words[1])
+    np.random.seed(words[2])
+    random.seed(words[3])
+
+
+class SeededDraws(Dataset):
+    """The training samples as an :class:`EpochSampler` draws them: item ``(index, draw)`` is ``dataset[index]``.
+
+    In a loader worker, the global generators are first seeded from ``(seed, draw)`` (:func:`seed_draw`), so whatever
+    making a sample draws at random is the same for that draw whichever worker makes it, and a resumed run makes it
+    again as the interrupted run would have (a persistent worker's own generator state cannot be restored, and which
+    worker makes a batch starts over when a run resumes). In the main process (no workers) the sample draws from
+    the run's generators, which the checkpoint restores (:class:`~amodal_lightning.callbacks.random_state.RandomState`).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, draw = item
+        if get_worker_info() is not None:
+            seed_draw(self.seed, draw)
+        return self.dataset[index]
+
+
+class ResumableLoader(DataLoader):
+    """The training loader: its position in the epoch is kept in checkpoints, so a resumed run goes on with the
+    batches the interrupted run would have drawn next.
+
+    Lightning saves :meth:`state_dict` in the checkpoint and gives it back to :meth:`load_state_dict` on resume,
+    before the first batch. The position counts the batches handed to training (not the indices sent ahead to
+    workers). It is exact when the resumed run has the same per-process batch size and number of processes; with
+    others the epoch goes on from the same sample, in batches grouped differently (warned, once). A loader over
+    another sampler than an :class:`EpochSampler` is a plain DataLoader.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # (epoch, start) of the iteration under way and the batches it has handed out; None before the first one.
+        self._iteration: tuple[int, int] | None = None
+        self._delivered = 0
+
+    def __iter__(self):
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler):
+            yield from super().__iter__()
+            return
+        self._iteration, self._delivered = (sampler.epoch, sampler.start), 0
+        for batch in super().__iter__():
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        """Where training is in the epoch: the epoch, the draws of this process already consumed, and the layout
+        (per-process batch size, processes) they were consumed in."""
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler):
+            return {}
+        epoch, start = self._iteration or (sampler.epoch, sampler.start)
+        return {
+            LOADER_EPOCH: epoch,
+            LOADER_POSITION: min(start + self._delivered * self.batch_size, len(sampler)),
+            LOADER_BATCH_SIZE: self.batch_size,
+            LOADER_PROCESSES: sampler.num_replicas,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from the position :meth:`state_dict` saved (the next epoch when that one was finished)."""
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler) or not state:
+            return
+        epoch, position = int(state[LOADER_EPOCH]), int(state[LOADER_POSITION])
+        saved = (int(state[LOADER_BATCH_SIZE]), int(state[LOADER_PROCESSES]))
+        if saved != (self.batch_size, sampler.num_replicas):
+            # The draws consumed so far are the first `position x processes` of the epoch's order, whatever the rank.
+            position = position * saved[1] // sampler.num_replicas
+            _warn_layout_changed(saved, (self.batch_size, sampler.num_replicas), epoch, position)
+        if position >= len(sampler):
+            epoch, position = epoch + 1, 0
+        sampler.resume_at(epoch, position)
+
+
+@rank_zero_only
+def _warn_layout_changed(saved: tuple[int, int], now: tuple[int, int], epoch: int, position: int) -> None:
+    log.warning(
+        "resume is not exact: the checkpoint was trained with %d sample(s) per batch on %d process(es), this run has "
+        "%d on %d; epoch %d goes on from this process's draw %d, in batches grouped differently (keep data.batch_size, "
+        "trainer.devices and trainer.accumulate_grad_batches to resume exactly)",
+        *saved,
+        *now,
+        epoch,
+        position,
+    )

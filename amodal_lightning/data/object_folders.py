@@ -29,8 +29,9 @@ One scanner (:func:`scan_object_root`) checks a root and collects every problem,
 offending path (the same :class:`~amodal_lightning.data.sas_folders.Problem` lines as the SAS scanner); the check
 command (``python -m amodal_lightning.data.check data=objects``) uses it. By default it looks only at names and
 file metadata (one listing of each image folder and of its ``objects/``, and ``order.json``, which is small), so it
-is cheap for large roots; pixel content is checked when an image is loaded, or for a whole root with ``deep=True``.
-Loading reports a problem as a one-line :class:`~amodal_lightning.errors.DataError`.
+is cheap for large roots; pixel content is checked when an image is loaded, or for a whole root with ``deep=True``,
+which runs the loader itself (:func:`load_objects`) on every image, so that any file loading refuses the deep check
+names, in the same line. Loading reports a problem as a one-line :class:`~amodal_lightning.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.data.record import LayeredImage
@@ -54,8 +55,11 @@ from amodal_lightning.data.sas_folders import (
     Problem,
     RootScan,
     _open,
+    attempt,
     file_problem,
+    image_shape,
     load_mask,
+    raise_problem,
     read_rgb,
     save_mask,
 )
@@ -161,31 +165,6 @@ class ObjectRootScan(RootScan):
 # ------------------------------------------------------------------------------------------- loading
 
 
-def _attempt(on_problem: Callable[[DataError], None], call, *args):
-    """``call(*args)``, or None after handing its DataError to ``on_problem`` (which may raise it)."""
-    try:
-        return call(*args)
-    except DataError as err:
-        on_problem(err)
-        return None
-
-
-def _raise(err: DataError) -> None:
-    raise err
-
-
-def _image_shape(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file from its header alone, or a DataError naming the file."""
-    try:
-        with Image.open(path) as img:
-            return img.height, img.width
-    except FileNotFoundError:
-        raise DataError(f"{path}: required file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"{path}: cannot decode image ({reason})") from None
-
-
 def load_whole(path: str | Path, amodal: np.ndarray | None = None, expected_shape: tuple[int, int] | None = None):
     """A whole-object file as uint8 RGBA (H,W,4) at its own size, checked: RGBA, of its image's ``expected_shape``
     (when known), non-zero alpha exactly on its ``amodal`` mask (when given); else a one-line DataError."""
@@ -229,13 +208,13 @@ def _read_object_masks(
         seen = None
         if visible:
             path = record.mask_path(index, VISIBLE)
-            seen = _attempt(on_problem, load_mask, path, None, shape)
+            seen = attempt(on_problem, load_mask, path, None, shape)
             if seen is not None and not seen.any():
                 on_problem(DataError(f"{path}: empty visible mask (an object must show at least one pixel)"))
         full = None
         if record.with_amodal[index]:
             path = record.mask_path(index, AMODAL)
-            full = _attempt(on_problem, load_mask, path, None, shape)
+            full = attempt(on_problem, load_mask, path, None, shape)
             if seen is not None and full is not None and seen.shape == full.shape:
                 outside = int((seen & ~full).sum())
                 if outside:
@@ -248,7 +227,7 @@ def _read_object_masks(
                     )
         appearance = None
         if whole and index < len(record.with_whole) and record.with_whole[index]:
-            appearance = _attempt(on_problem, load_whole, record.mask_path(index, WHOLE), full, shape)
+            appearance = attempt(on_problem, load_whole, record.mask_path(index, WHOLE), full, shape)
         visibles.append(seen)
         amodals.append(full)
         wholes.append(appearance)
@@ -261,20 +240,33 @@ def instance_layers(record: ObjectRecord, amodal: np.ndarray | None = None) -> n
     if not record.has_layers:
         return None
     if amodal is None:
-        shape = _image_shape(record.image_path)
-        amodal = np.stack(_read_object_masks(record, shape, _raise, visible=False, whole=False)[1])
+        shape = image_shape(record.image_path)
+        amodal = np.stack(_read_object_masks(record, shape, raise_problem, visible=False, whole=False)[1])
     return assign_layers(amodal, record.depth_order)
 
 
-def load_objects(record: ObjectRecord, size: int | None = None) -> LayeredImage:
+def load_objects(
+    record: ObjectRecord, size: int | None = None, on_problem: Callable[[DataError], None] = raise_problem
+) -> LayeredImage | None:
     """The whole image of ``record`` with its objects, masks resized to ``size`` (own size when None).
 
-    Every file is checked (masks binary, of the image's size, visible not empty and inside its amodal mask; whole
-    objects as :func:`load_whole` says); the first problem is a one-line DataError naming the file. Amodal masks are
-    filled only when every object has one, whole appearances only when every object has one.
+    Every file is decoded and checked (the image readable; masks binary and of the image's size, checked at the
+    files' own size; visible masks not empty and inside their amodal masks; whole objects as :func:`load_whole`
+    says). Each problem goes to ``on_problem``: by default the first is raised as a one-line DataError naming the
+    file; the deep check (:func:`scan_object_root` with ``deep=True``) calls this same function, collects them all
+    and gets None back. Amodal masks are filled only when every object has one, whole appearances likewise.
     """
-    image, shape = read_rgb(record.image_path, size)
-    visible, amodal, whole = _read_object_masks(record, shape, _raise)
+    problems = []
+
+    def report(err: DataError) -> None:
+        problems.append(err)
+        on_problem(err)
+
+    found = attempt(report, read_rgb, record.image_path, size)
+    visible, amodal, whole = _read_object_masks(record, None if found is None else found[1], report)
+    if problems:
+        return None
+    image, _ = found
     whole = _resize_whole(np.stack(whole), size) if record.all_whole else None
     amodal = np.stack(amodal) if record.all_amodal else None
     layer = instance_layers(record, amodal)
@@ -481,16 +473,16 @@ def _scan_folder(root: Path, name: str, require_amodal: bool) -> tuple[ObjectRec
 
 
 def _content_problems(record: ObjectRecord) -> list[Problem]:
-    """Problems found by decoding every file of one image: unreadable files, masks that are not binary or not of
-    their image's size, empty visible masks, amodal masks that do not contain their visible masks, whole-object
-    files that are not RGBA, of another size or whose alpha is not their amodal mask."""
+    """Every problem loading one image would meet, found by the loader itself (:func:`load_objects`, at the files'
+    own size): unreadable files, masks that are not binary or not of their image's size, empty visible masks,
+    amodal masks that do not contain their visible masks, whole-object files that are not RGBA, of another size or
+    whose alpha is not their amodal mask."""
     problems = []
 
     def collect(err: DataError) -> None:
         problems.append(Problem(str(err), record.image_id))
 
-    found = _attempt(collect, read_rgb, record.image_path)
-    _read_object_masks(record, None if found is None else found[1], collect)
+    load_objects(record, on_problem=collect)
     return problems
 
 

@@ -18,8 +18,10 @@ the depth order) lives beside the root in ``{root}_instances/{image_id}.npz``; s
 One scanner (:func:`scan_sas_root`) checks a root and collects every problem, each a line that names the offending
 path; the check command (``python -m amodal_lightning.data.check``), the data module and :func:`index_sas_root` /
 :func:`validate_root` all use it. By default it only looks at names and file metadata, so it is cheap for large
-roots; pixel content is checked when a sample is loaded, or for a whole root with ``deep=True``. Loading and
-indexing report a problem as a one-line :class:`~amodal_lightning.errors.DataError`.
+roots; pixel content is checked when a sample is loaded, or for a whole root with ``deep=True``, which decodes
+every file with the loader's own function (:func:`load_layer`), so that any file loading refuses the deep check
+names, in the same line. Loading and indexing report a problem as a one-line
+:class:`~amodal_lightning.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +101,33 @@ def _open(path: Path) -> Image.Image:
         raise DataError(f"{path}: cannot decode image ({reason})") from None
 
 
+def raise_problem(err: DataError) -> None:
+    """The ``on_problem`` of loading: the first problem stops it, as a one-line DataError."""
+    raise err
+
+
+def attempt(on_problem: Callable[[DataError], None], call, *args):
+    """``call(*args)``, or None after handing its DataError to ``on_problem`` (which may raise it)."""
+    try:
+        return call(*args)
+    except DataError as err:
+        on_problem(err)
+        return None
+
+
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header alone, or a DataError naming the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except FileNotFoundError:
+        raise DataError(f"{path}: required file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: cannot decode image ({reason})") from None
+
+
 def _resize(img: Image.Image, size: int | None, resample) -> Image.Image:
     return img if size is None or img.size == (size, size) else img.resize((size, size), resample)
 
@@ -152,26 +182,61 @@ def _check_terminal_empty(path: Path, mask: np.ndarray) -> None:
         )
 
 
-def load_layer(record: ImageRecord, layer: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _check_same_image_size(record: ImageRecord, layer: int, shape: tuple[int, int], first: tuple[int, int]) -> None:
+    """Layer ``layer``'s image, of ``shape``, must have the size ``first`` of layer 0's (the same image)."""
+    if shape != first:
+        raise DataError(
+            f"{record.folders[layer] / IMAGE_FILE}: image is {shape[1]}x{shape[0]} pixels but "
+            f"{record.folders[0] / IMAGE_FILE} is {first[1]}x{first[0]}; every layer folder of an image holds the "
+            "same image"
+        )
+
+
+def load_layer(
+    record: ImageRecord,
+    layer: int,
+    size: int | None = None,
+    on_problem: Callable[[DataError], None] = raise_problem,
+    *,
+    require_masks: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """One training sample of ``record``: ``(image uint8 (H,W,3), occlusion bool (H,W), target bool (H,W))``.
 
-    Masks are checked for binary values and for the size of their image; the terminal layer's mask must be empty.
+    Every file of the layer's folder is decoded and checked: the image readable, the masks binary and of their
+    image's size, the terminal layer's mask empty (checked at the files' own size, so that whether a file is
+    refused does not depend on ``size``). Each problem goes to ``on_problem``: by default the first is raised as a
+    one-line DataError naming the file; the deep check (:func:`scan_sas_root` with ``deep=True``) calls this same
+    function and collects them all, getting None for what could not be read. ``require_masks=False`` (an inference
+    root) reads the image, and the occlusion mask where there is one.
     """
     folder = record.folders[layer]
-    image, shape = read_rgb(folder / IMAGE_FILE, size)
-    occlusion = load_mask(folder / OCCLUSION_FILE, size, shape)
-    target = load_mask(folder / MASK_FILE, size, shape)
-    if layer == record.num_layers:
-        _check_terminal_empty(folder / MASK_FILE, target)
+    found = attempt(on_problem, read_rgb, folder / IMAGE_FILE, size)
+    if found is None:
+        return None, None, None
+    image, shape = found
+    occlusion = target = None
+    if require_masks or (folder / OCCLUSION_FILE).is_file():
+        occlusion = attempt(on_problem, load_mask, folder / OCCLUSION_FILE, size, shape)
+    if require_masks:
+        target = attempt(on_problem, load_mask, folder / MASK_FILE, None, shape)
+        if target is not None and layer == record.num_layers:
+            attempt(on_problem, _check_terminal_empty, folder / MASK_FILE, target)
+        target = None if target is None else resize_masks(target, size)
     return image, occlusion, target
 
 
 def load_layers(record: ImageRecord, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A whole image and its ordered layer masks: ``(image uint8 (H,W,3), layers bool (K,H,W))``."""
+    """A whole image and its ordered layer masks: ``(image uint8 (H,W,3), layers bool (K,H,W))``.
+
+    Refuses nothing the deep check does not name with the same line: layer 0's image and every layer's mask are
+    checked as :func:`load_layer` checks them, and every layer's image has layer 0's size (read from its header).
+    """
     image, shape = read_rgb(record.folders[0] / IMAGE_FILE, size)
     height, width = image.shape[:2]
     layers = np.zeros((record.num_layers, height, width), dtype=bool)
     for layer in range(record.num_layers):
+        if layer:
+            _check_same_image_size(record, layer, image_shape(record.folders[layer] / IMAGE_FILE), shape)
         layers[layer] = load_mask(record.folders[layer] / MASK_FILE, size, shape)
     return image, layers
 
@@ -293,41 +358,23 @@ def _layout_problems(root: Path, image_id: str, folders: dict[int, str], require
     return problems
 
 
-def _content_problems(record: ImageRecord, require_masks: bool) -> list[Problem]:
-    """Problems found by decoding every file of one image: unreadable images, images of different sizes, masks that
-    are not binary or not of their image's size, a terminal mask that is not empty."""
+def _content_problems(root: Path, record: ImageRecord, require_masks: bool) -> list[Problem]:
+    """Every problem loading one image would meet, found by the loaders' own functions: each layer folder decoded
+    and checked by :func:`load_layer`, every layer's image of layer 0's size (:func:`load_layers`' check), and the
+    instances file beside the root read by :func:`read_instances`."""
     problems = []
 
-    def check(call, *args):
-        try:
-            return call(*args)
-        except DataError as err:
-            problems.append(Problem(str(err), record.image_id))
-            return None
+    def collect(err: DataError) -> None:
+        problems.append(Problem(str(err), record.image_id))
 
-    first = record.folders[0] / IMAGE_FILE
-    shape = None
-    for layer, folder in enumerate(record.folders):
-        img = check(_open, folder / IMAGE_FILE)
-        if img is None:
-            continue
-        if shape is None:
-            shape = (img.height, img.width)
-        elif (img.height, img.width) != shape:
-            problems.append(
-                Problem(
-                    f"{folder / IMAGE_FILE}: image is {img.width}x{img.height} pixels but {first} is "
-                    f"{shape[1]}x{shape[0]}; every layer folder of an image holds the same image",
-                    record.image_id,
-                )
-            )
-            continue
-        if (folder / OCCLUSION_FILE).is_file():
-            check(load_mask, folder / OCCLUSION_FILE, None, shape)
-        if require_masks:
-            target = check(load_mask, folder / MASK_FILE, None, shape)
-            if target is not None and layer == record.num_layers:
-                check(_check_terminal_empty, folder / MASK_FILE, target)
+    shapes = []
+    for layer in range(len(record.folders)):
+        image = load_layer(record, layer, on_problem=collect, require_masks=require_masks)[0]
+        shapes.append(None if image is None else image.shape[:2])
+    for layer, shape in enumerate(shapes[1:], start=1):
+        if shapes[0] is not None and shape is not None:
+            attempt(collect, _check_same_image_size, record, layer, shape, shapes[0])
+    attempt(collect, read_instances, root, record.image_id)
     return problems
 
 
@@ -361,7 +408,7 @@ def scan_sas_root(root: str | Path, *, require_masks: bool = True, deep: bool = 
             found = _layout_problems(root, image_id, folders, required)
             record = ImageRecord(image_id, tuple(root / folders[layer] for layer in sorted(folders)))
             if deep and not found and image_id not in bad_ids:
-                found = _content_problems(record, require_masks)
+                found = _content_problems(root, record, require_masks)
             checked.append((record, found))
         return checked
 
