@@ -49,7 +49,8 @@ def test_soak_reports_rates_ratio_memory_and_descriptors(tmp_path, capsys):
     assert set(saved["growth"]) >= {"samples_per_s", "rss_mib", "workers_rss_mib", "fds", "workers_fds"}
     if saved["proc_readings"]:  # Linux: the worker was seen and measured
         assert saved["peak_rss"]["process_mib"] > 0 and saved["peak_rss"]["worker_mib"] > 0
-        assert all(record["workers"] == 1 and record["workers_fds"] > 0 for record in saved["intervals"])
+        # At least its one worker: inside a test session other loaders' persistent workers are children too.
+        assert all(record["workers"] >= 1 and record["workers_fds"] > 0 for record in saved["intervals"])
     assert report["settings"] == saved["settings"]
 
     rows = {row[0]: row[1:] for row in table_rows(text)}

@@ -16,8 +16,9 @@ annotation ids, say), not necessarily contiguous; every mask has its image's siz
 the ``i``-th smallest ``k``, and the ``k``'s themselves are kept in
 :attr:`~amodal_lightning.data.record.LayeredImage.object_ids`. ``order.json`` names every ``k`` of the folder
 exactly once. An amodal mask must contain its visible mask, and a visible mask must not be empty. A whole-object
-file needs its amodal mask: it must be RGBA, of its image's size, and non-zero alpha exactly on the amodal mask; an
-image's whole appearances are loaded (``LayeredImage.whole``) when every object has one. Hidden entries
+file is read with its amodal mask (and ignored without one): it must be RGBA, of its image's size, and non-zero alpha
+exactly on the amodal mask; an image's whole appearances are loaded (``LayeredImage.whole``) when every object has
+one. Hidden entries
 are ignored, and so are plain files directly under a root and files in an image folder other than those above.
 
 Where ``order.json`` exists and every object has its amodal mask, the image's SAS layers follow from them (see
@@ -428,14 +429,6 @@ def _list_objects(
                 image_id,
             )
         )
-    for k in sorted(set(whole) - set(amodal)):
-        problems.append(
-            Problem(
-                f"{objects}{os.sep}{whole[k]}: whole object without its amodal mask {object_file_name(k, AMODAL)} "
-                "(its alpha must be that mask)",
-                image_id,
-            )
-        )
     if require_amodal:
         for k in sorted(set(visible) - set(amodal)):
             problems.append(
@@ -467,7 +460,9 @@ def _scan_folder(root: Path, name: str, require_amodal: bool) -> tuple[ObjectRec
         object_ids,
         tuple(k in amodal for k in object_ids),
         depth_order,
-        tuple(k in whole for k in object_ids),
+        # A whole object is read with its amodal mask, which its alpha must match; without one (a prediction
+        # input, whose amodal masks are optional) it is not read.
+        tuple(k in whole and k in amodal for k in object_ids),
     )
     return record, problems
 

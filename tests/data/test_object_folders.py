@@ -490,10 +490,9 @@ def test_a_bad_whole_object_is_one_line_in_the_deep_check_and_in_the_loader(whol
     assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
 
 
-def test_a_whole_object_without_its_amodal_mask_is_named(whole_root):
+def test_a_whole_object_without_its_amodal_mask_is_not_read(whole_root):
     mask_file(whole_root, 1, 0, "amodal").unlink()
-    problems = scan_object_root(whole_root, require_amodal=False).problems
-    assert [p.message for p in problems] == [
-        f"{mask_file(whole_root, 1, 0, 'whole')}: whole object without its amodal mask 0_amodal.png (its alpha must "
-        "be that mask)"
-    ]
+    scan = scan_object_root(whole_root, require_amodal=False, deep=True)
+    assert not scan.problems
+    second = scan.records[1]
+    assert not second.with_whole[0] and all(second.with_whole[1:]) and load_objects(second).whole is None
