@@ -27,9 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 DEFAULT_OUT = REPO_ROOT / "docs" / "images" / "demo.png"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-# The page is laid out for a wide window; this height shows the inputs, the overlay, the masks and the samples of a
-# scene with four objects.
-WINDOW = (1400, 1650)
+# The page is laid out for a wide window; this height shows the inputs, the overlay, the masks, the samples and, for
+# a whole-object model, the whole samples of a scene with four objects.
+WINDOW = (1400, 2350)
 # Loading the checkpoint, completing the opening scene and starting the server take seconds on a CPU; the page then
 # holds the scene's results as it loads, and Chromium renders it within this (virtual) time.
 STARTUP_TIMEOUT_S = 300
