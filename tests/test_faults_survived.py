@@ -227,3 +227,37 @@ def test_sigterm_during_the_sanity_check_saves_nothing_and_stops(tmp_path, caplo
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("*.ckpt"))
     messages = [record.getMessage() for record in caplog.records]
     assert any("SIGTERM during the sanity check: nothing trained yet" in message for message in messages)
+
+
+def test_sigterm_during_the_layer_panels_sampling_stops_within_one_pass(tmp_path, monkeypatch):
+    """The panel samples its images in the hook at the end of validation, which Lightning's loops check for SIGTERM
+    only once it returns: the panel itself stops after the pass in progress, and the training state is saved."""
+    from amodal_lightning.inference.evaluation import LayerEvaluator
+
+    passes = []
+    original = LayerEvaluator.update
+
+    def update(self, images, generator=None):
+        passes.append(len(images))
+        if len(passes) == 1:
+            signal.raise_signal(signal.SIGTERM)
+        return original(self, images, generator)
+
+    monkeypatch.setattr(LayerEvaluator, "update", update)
+    steps = SAVE_EVERY
+    overrides = [o for o in QUICK if o not in ("trainer.limit_val_batches=0", "callbacks.layer_panel=null")]
+    cfg = tiny_config(
+        tmp_path,
+        *overrides,
+        f"trainer.max_steps={4 * steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.limit_val_batches=1",
+        "callbacks.layer_panel.num_images=4",
+        "callbacks.layer_panel.inference.batch_size=2",
+        "callbacks.layer_panel.inference.steps=2",
+    )
+    with pytest.raises(SIGTERMException):
+        train(cfg)
+    assert passes == [2]  # the second pass of 2 images never started
+    saved = load(tmp_path / "checkpoints" / SIGTERM_CHECKPOINT_NAME)
+    assert saved["global_step"] == steps and is_resumable(saved)

@@ -52,6 +52,13 @@ def restore_live_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> No
             callback.on_validation_epoch_end(trainer, pl_module)
 
 
+def stop_if_terminated(trainer: L.Trainer) -> None:
+    """Raise Lightning's SIGTERMException when the run has received SIGTERM: for long work inside a hook (a panel's
+    sampling), which Lightning's loops check only once it returns; :class:`CheckpointOnSigterm` then saves."""
+    if trainer.received_sigterm:
+        raise SIGTERMException()
+
+
 class CheckpointOnSigterm(L.Callback):
     """On SIGTERM during fitting, saves ``{dirpath}/on_sigterm.ckpt`` once the current step or validation batch is
     done; the run ends (exit status 143).

@@ -14,6 +14,7 @@ import torch
 
 from amodal_lightning.batch import PIXEL_MAX
 from amodal_lightning.callbacks.cadence import is_due
+from amodal_lightning.callbacks.fault_tolerance import stop_if_terminated
 from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator, scored_objects
@@ -92,9 +93,17 @@ class InstanceEvaluation(L.Callback):
         generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
         was_training = pl_module.training
         pl_module.eval()
-        mine = subset[trainer.global_rank :: trainer.world_size]
-        predictions, table = evaluator.update(mine, generator)
-        pl_module.train(was_training)
+        mine, predictions, table = subset[trainer.global_rank :: trainer.world_size], [], []
+        # Images of about batch_size objects at a time, so that a SIGTERM stops the panel within one pass.
+        chunk = max(1, self.config.batch_size // max(1, max(image.num_objects for image in mine) if mine else 1))
+        try:
+            for start in range(0, len(mine), chunk):
+                stop_if_terminated(trainer)
+                done, rows = evaluator.update(mine[start : start + chunk], generator)
+                predictions += done
+                table += rows
+        finally:
+            pl_module.train(was_training)
         rows = evaluator.compute()
         self.last_metrics = {
             f"{METRIC_PREFIX}/{row}/{name}": value for row, metrics in rows.items() for name, value in metrics.items()

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from amodal_lightning.callbacks.cadence import is_due
+from amodal_lightning.callbacks.fault_tolerance import stop_if_terminated
 from amodal_lightning.inference.evaluation import ImageResult, LayerEvaluator, write_rows
 from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render import render_panel
@@ -94,8 +95,14 @@ class LayerEvaluation(L.Callback):
         generator = torch.Generator().manual_seed(self.seed + trainer.global_rank)
         was_training = pl_module.training
         pl_module.eval()
-        results = evaluator.update(subset[trainer.global_rank :: trainer.world_size], generator)
-        pl_module.train(was_training)
+        mine, results = subset[trainer.global_rank :: trainer.world_size], []
+        try:
+            # A pass of batch_size images at a time, so that a SIGTERM stops the panel within one pass.
+            for start in range(0, len(mine), self.config.batch_size):
+                stop_if_terminated(trainer)
+                results += evaluator.update(mine[start : start + self.config.batch_size], generator)
+        finally:
+            pl_module.train(was_training)
         rows = evaluator.compute()
         self.last_metrics = {
             f"{METRIC_PREFIX}/{row}/{name}": value
