@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_instance_commands import FAST, TINY_INSTANCE
 
 from amodal_lightning.config import compose
 from amodal_lightning.data.object_folders import write_object_dataset
@@ -15,20 +16,8 @@ from amodal_lightning.evaluate import evaluate
 from amodal_lightning.predict import predict
 from amodal_lightning.train import train
 
-TINY_GESTALT = [
-    "task=gestalt",
-    "debug=default",
-    "data.synthetic.num_train=24",
-    "data.synthetic.num_val=4",
-    "data.synthetic.num_test=6",
-    "data.batch_size=8",
-    "trainer.max_steps=2",
-    "+trainer.num_sanity_val_steps=0",
-    "model.module.validation.inference.steps=2",
-    "callbacks.instance_panel.inference.steps=2",
-    "logger=csv",
-]
-FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.batch_size=16"]
+# The per-object task's tiny run, as a whole-object one.
+TINY_GESTALT = ["task=gestalt", *(o for o in TINY_INSTANCE if o != "task=instance")]
 APPEARANCE = ("psnr", "psnr_hidden", "ssim", "ssim_hidden")
 
 
