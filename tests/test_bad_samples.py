@@ -2,6 +2,7 @@
 run stops in one line naming the file, after saving a resumable on_error.ckpt."""
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -73,6 +74,21 @@ def test_skipped_samples_are_replaced_counted_and_logged_once(tmp_path, root_wit
     assert len(skipped) == 1 and "image.png" in skipped[0] and "replaced by another sample" in skipped[0]
     header = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert SKIPPED_METRIC in header
+
+
+def test_loader_workers_log_the_first_skip_once_between_them(tmp_path, root_with_bad_files, capfd):
+    root, _ = root_with_bad_files
+    # A handler on stderr, which the forked loader workers inherit: what they log reaches the captured stream.
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("amodal_lightning.data.datasets")
+    logger.addHandler(handler)
+    try:
+        metrics = train(config(tmp_path, root, "data.skip_bad_samples=true", "data.num_workers=2"))
+    finally:
+        logger.removeHandler(handler)
+    assert metrics[SKIPPED_METRIC] > 1
+    lines = [line for line in capfd.readouterr().err.splitlines() if "replaced by another sample" in line]
+    assert len(lines) == 1, lines
 
 
 def test_without_skipping_the_run_stops_in_one_line_after_saving_a_resumable_checkpoint(tmp_path, root_with_bad_files):

@@ -176,7 +176,8 @@ class TaskDataset(Dataset):
     ``cache`` keeps every sample once made (compactly: uint8 RGB, bool masks), for sources held in memory whose
     samples cost more to make than to keep (the instance task's crops of generated scenes).
     ``skip_bad`` replaces a sample whose files fail to load (a :class:`DataError` naming the file) by another one,
-    counts it (:attr:`skipped`) and logs the first; without it the error stops the run.
+    counts it (:attr:`skipped`) and logs the first (once, whichever process meets it); without it the error stops
+    the run.
     """
 
     def __init__(
@@ -197,7 +198,8 @@ class TaskDataset(Dataset):
         self._cache: dict[tuple[int, int], dict] | None = {} if cache else None
         self.skip_bad = bool(skip_bad)
         self._skipped = torch.zeros(MAX_COUNTED_WORKERS + 1, dtype=torch.int64).share_memory_()
-        self._logged_skip = False
+        # Whether the first skip has been logged, in shared memory too: once per run, not once per loader worker.
+        self._logged_skip = torch.zeros(1, dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
         return len(self._image_index)
@@ -223,9 +225,10 @@ class TaskDataset(Dataset):
     def _count_skip(self, exc: DataError) -> None:
         worker = get_worker_info()
         self._skipped[0 if worker is None else 1 + worker.id % MAX_COUNTED_WORKERS] += 1
-        if not self._logged_skip:
-            # Once per process: a root with many bad files must not flood the log (the metric counts them all).
-            self._logged_skip = True
+        if not bool(self._logged_skip[0]):
+            # Once per run (the workers share the flag): a root with many bad files must not flood the log; the
+            # metric counts them all.
+            self._logged_skip[0] = True
             log.warning("data.skip_bad_samples: %s; replaced by another sample (counted in data/skipped_samples)", exc)
 
     def _sample(self, index: int) -> dict:
