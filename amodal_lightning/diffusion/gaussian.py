@@ -325,18 +325,32 @@ class GaussianDiffusion:
         vb = torch.where(t.to(kl.device) == 0, decoder_nll, kl)
         return {"vb": vb, "kl": kl, "decoder_nll": decoder_nll, "pred_xstart": out["pred_xstart"]}
 
-    def training_losses(self, denoise_fn: DenoiseFn, x_start: Tensor, t: Tensor, noise: Tensor | None = None) -> dict:
+    def training_losses(
+        self,
+        denoise_fn: DenoiseFn,
+        x_start: Tensor,
+        t: Tensor,
+        noise: Tensor | None = None,
+        weights: Tensor | None = None,
+    ) -> dict:
         """Per-example training losses at timesteps ``t`` (indices into this diffusion's schedule).
 
         Returns ``loss`` (mse + vb for "hybrid", mse alone for "mse"), ``mse``, ``vb`` (bits; for fixed variances
         a detached diagnostic), each of shape (B,), the raw ``model_output`` and the detached ``pred_xstart``.
+        ``weights`` (non-negative, the shape of ``x_start``) make ``mse`` a weighted mean over each example's values
+        (None: the plain mean, SAS's); the bound is unweighted.
         """
         if noise is None:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise)
         model_output = denoise_fn(x_t, self.model_timesteps(t))
         prediction, var_values = self.split_output(model_output, x_t)
-        mse = mean_flat((self.training_target(x_start, t, noise) - prediction) ** 2)
+        squared = (self.training_target(x_start, t, noise) - prediction) ** 2
+        if weights is None:
+            mse = mean_flat(squared)
+        else:
+            dims = tuple(range(1, squared.ndim))
+            mse = (weights * squared).sum(dim=dims) / weights.sum(dim=dims).clamp_min(torch.finfo(squared.dtype).eps)
         # Hybrid loss: the bound trains only the variance; the prediction is detached so the mse alone drives it.
         frozen = model_output.detach() if var_values is None else torch.cat([prediction.detach(), var_values], dim=1)
         with torch.set_grad_enabled(torch.is_grad_enabled() and var_values is not None):

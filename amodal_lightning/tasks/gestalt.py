@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from amodal_lightning.batch import BOX, PIXEL_MAX, TARGET, WHOLE
+from amodal_lightning.batch import BOX, PIXEL_MAX, TARGET, VISIBLE, WHOLE
 from amodal_lightning.data.datasets import image_tensor
 from amodal_lightning.data.record import LayeredImage
-from amodal_lightning.errors import DataError
+from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.masks import CropBox, crop_image, crop_map
-from amodal_lightning.tasks.instance import InstanceTask
+from amodal_lightning.tasks.instance import TASK_KEY, InstanceTask
 
 # The background the object is generated on: mid-grey, the middle of the 8-bit range (so that crops of it stay exact
 # in 8 bits, as the images' do, and cached samples keep it exactly; under the symmetric convention it is 1/255 from 0).
@@ -53,12 +53,32 @@ class WholeObjectTask(InstanceTask):
 
     The options are the per-object task's (:class:`~amodal_lightning.tasks.instance.InstanceTask`), its crops
     and conditioning among them; ``conditioning_dropout`` trains the unconditional prediction that
-    ``inference.guidance_scale`` needs.
+    ``inference.guidance_scale`` needs. ``hidden_rgb_weight`` w > 0 weighs the loss of the RGB values of the
+    object's hidden part (1 + w) times the others' (the visible part and the background are copies; the hidden
+    part is what must be invented); 0 weighs every value alike.
     """
 
     name = "gestalt"
     target_channels = RGB_CHANNELS + 1
     reads_whole = True
+
+    def __init__(self, *args, hidden_rgb_weight: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        weight = hidden_rgb_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ConfigError(
+                f"{TASK_KEY}.hidden_rgb_weight={weight!r}: expected a number >= 0 (0: every value weighs the same)"
+            )
+        self.hidden_rgb_weight = float(weight)
+
+    def loss_weights(self, batch: dict) -> torch.Tensor | None:
+        """Per-value loss weights of the target (B,4,S,S): 1 + ``hidden_rgb_weight`` on the RGB of the hidden part
+        (amodal minus visible), 1 elsewhere; None when the weight is 0 (the plain mean)."""
+        if not self.hidden_rgb_weight:
+            return None
+        hidden = batch[TARGET] * (1.0 - batch[VISIBLE])
+        rgb = 1.0 + self.hidden_rgb_weight * hidden.expand(-1, RGB_CHANNELS, -1, -1)
+        return torch.cat([rgb, torch.ones_like(hidden)], dim=1)
 
     def object_sample(self, record: LayeredImage, obj: int, size: int | None = None) -> dict:
         """The per-object sample plus ``WHOLE``, the crop of the object's whole appearance on grey, where known
