@@ -88,3 +88,17 @@ def test_cached_samples_keep_the_whole_object_exactly():
         for key in (WHOLE, TARGET, "image", VISIBLE):
             assert torch.equal(a[key], b[key]), (i, key)
     assert torch.any((plain[0][WHOLE] > 0.1) & (plain[0][WHOLE] < 0.9))  # RGB, not a mask
+
+
+def test_hidden_rgb_weight_weighs_the_hidden_parts_colours_only():
+    task = build_task("gestalt", image_size=4, hidden_rgb_weight=4)
+    target, visible = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1  # the object: the top half
+    visible[..., 0, :] = 1  # its visible part: the first row
+    weights = task.loss_weights({TARGET: target, VISIBLE: visible})
+    assert weights.shape == (1, 4, 4, 4)
+    assert torch.all(weights[0, :3, 1] == 5) and torch.all(weights[0, :3, [0, 2, 3]] == 1)
+    assert torch.all(weights[0, 3] == 1)  # the mask channel
+    assert build_task("gestalt").loss_weights({TARGET: target, VISIBLE: visible}) is None
+    with pytest.raises(ConfigError, match=r"^task.hidden_rgb_weight=-1: expected a number >= 0"):
+        build_task("gestalt", hidden_rgb_weight=-1)
