@@ -68,7 +68,7 @@ class InstanceInference:
 
     def __init__(self, module, config, image_size: int, key: str = "inference"):
         if not getattr(module.task, "crops_objects", False):
-            raise ConfigError(f"ckpt_path: a {module.task.name} model, not a per-object (task=instance) one")
+            raise ConfigError(f"ckpt_path: a {module.task.name} model, not a per-object (task=instance or gestalt) one")
         config.check(module.diffusion.num_timesteps, key, module.task)
         self.module = module
         self.config = config
