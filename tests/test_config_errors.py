@@ -67,12 +67,20 @@ def _composed_configs(tmp: Path) -> list:
     train = [f"paths.output_dir={tmp}", f"data.root={tmp}"]
     configs = [
         compose("train", [*train, *extra])
-        for extra in ([], ["task=instance"], ["logger=wandb"], ["data=sas"], ["data=objects"], ["model=unet64"])
+        for extra in (
+            [],
+            ["task=instance"],
+            ["logger=wandb"],
+            ["data=sas"],
+            ["data=objects"],
+            ["model=unet64"],
+            ["task=gestalt"],
+        )
     ]
     configs.append(compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"]))
     for name in ("predict", "evaluate", "score", "check", "convert", "demo"):
         configs.append(compose(name, ["data=sas"] if name in ("evaluate", "convert") else []))
-    for cfg in configs[:7]:
+    for cfg in configs[:8]:
         resolve_model_inputs(cfg)
     return configs
 
