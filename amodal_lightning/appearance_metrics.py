@@ -30,7 +30,6 @@ from amodal_lightning.tasks.gestalt import ALPHA, NEUTRAL_GREY, whole_on_grey
 MAX_PSNR_DB = 60.0
 # Pixels around a region's bounding box that SSIM's 11 x 11 window reaches.
 SSIM_MARGIN = 5
-REGIONS = ("amodal", "hidden")
 METRIC_NAMES = tuple(APPEARANCE_COLUMNS)
 
 

@@ -154,7 +154,7 @@ def _evaluate_objects(
     inference = InstanceInference(loaded.module, settings, loaded.image_size)
     reference_evaluator = None
     if reference is not None:
-        reference_inference = InstanceInference(reference.module, settings, reference.image_size, key="inference")
+        reference_inference = InstanceInference(reference.module, settings, reference.image_size)
         reference_evaluator = InstanceEvaluator(reference_inference)
         # The same noise as the model's: a model evaluated against itself gives its own row.
         reference_generator = torch.Generator().manual_seed(seed)

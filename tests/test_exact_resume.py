@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from test_train import StopAt
 
 from amodal_lightning.callbacks.fault_tolerance import SIGTERM_CHECKPOINT_NAME
 from amodal_lightning.callbacks.random_state import RANDOM_STATES_KEY
@@ -96,17 +97,6 @@ def test_resume_ends_with_the_uninterrupted_weights_bit_for_bit(uninterrupted, t
     resumed, reference = checkpoint(tmp_path), checkpoint(uninterrupted)
     assert resumed["global_step"] == reference["global_step"] == STEPS
     assert differences(resumed, reference) == []
-
-
-class StopAt(L.Callback):
-    """Stops training after ``step`` (as a time budget or a scheduler's stop would), the step budget unchanged."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
 
 
 class SigtermAt(L.Callback):

@@ -95,7 +95,8 @@ class InstanceEvaluation(L.Callback):
         pl_module.eval()
         mine, predictions, table = subset[trainer.global_rank :: trainer.world_size], [], []
         # Images of about batch_size objects at a time, so that a SIGTERM stops the panel within one pass.
-        chunk = max(1, self.config.batch_size // max(1, max(image.num_objects for image in mine) if mine else 1))
+        most_objects = max((image.num_objects for image in mine), default=1)
+        chunk = max(1, self.config.batch_size // max(most_objects, 1))
         try:
             for start in range(0, len(mine), chunk):
                 stop_if_terminated(trainer)

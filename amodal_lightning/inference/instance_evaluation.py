@@ -130,7 +130,7 @@ class InstanceEvaluator:
         """Metrics of every row (synced across processes when several run)."""
         rows = {row: metric.compute() for row, metric in self.metrics.items()}
         for row, metric in self.appearance.items():
-            if int(metric.psnr_count) or int(metric.psnr_hidden_count):
+            if int(metric.psnr_count):  # an object with a hidden part has an amodal region too
                 rows[row].update(metric.compute())
         return rows
 

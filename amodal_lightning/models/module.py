@@ -155,7 +155,7 @@ class AmodalDiffusionModule(L.LightningModule):
         t = self.diffusion.sample_timesteps(target.shape[0], target.device, generator=generator)
         noise = None if generator is None else randn(target.shape, generator, target.device, target.dtype)
         denoise_fn = self.denoiser(conditioning, net, training=True, generator=generator)
-        weights = self.task.loss_weights(batch) if hasattr(self.task, "loss_weights") else None
+        weights = self.task.loss_weights(batch)
         terms = self.diffusion.training_losses(denoise_fn, target, t, noise=noise, weights=weights)
         return terms, t
 

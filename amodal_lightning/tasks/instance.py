@@ -138,3 +138,7 @@ class InstanceTask:
     def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
         """The mask channel (B,1,H,W) of a generated target in network values: the target itself."""
         return sample
+
+    def loss_weights(self, batch: dict) -> torch.Tensor | None:
+        """Per-value weights of the training loss: None, every value of the target weighs the same."""
+        return None
