@@ -55,11 +55,11 @@ from amodal_lightning.data.sas_folders import (
     SCAN_THREADS,
     Problem,
     RootScan,
-    _open,
     attempt,
     file_problem,
     image_shape,
     load_mask,
+    open_image,
     raise_problem,
     read_rgb,
     save_mask,
@@ -170,7 +170,7 @@ def load_whole(path: str | Path, amodal: np.ndarray | None = None, expected_shap
     """A whole-object file as uint8 RGBA (H,W,4) at its own size, checked: RGBA, of its image's ``expected_shape``
     (when known), non-zero alpha exactly on its ``amodal`` mask (when given); else a one-line DataError."""
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode != WHOLE_MODE:
         raise DataError(
             f"{path}: expected an {WHOLE_MODE} image (the object's colours and an alpha channel marking it), "

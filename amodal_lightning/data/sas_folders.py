@@ -88,7 +88,7 @@ def instances_root(root: str | Path) -> Path:
     return root.parent / f"{root.name}{INSTANCES_SUFFIX}"
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
     """Decoded PIL image, or a DataError naming the file."""
     try:
         with Image.open(path) as img:
@@ -134,7 +134,7 @@ def _resize(img: Image.Image, size: int | None, resample) -> Image.Image:
 
 def read_rgb(path: str | Path, size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """RGB uint8 (H,W,3) resized to ``size``, and the (height, width) the file has, which its masks must match."""
-    img = _open(Path(path))
+    img = open_image(Path(path))
     return np.array(_resize(img.convert("RGB"), size, IMAGE_RESAMPLE)), (img.height, img.width)
 
 
@@ -145,7 +145,7 @@ def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
 
 def _binary_mask(path: Path) -> np.ndarray:
     """Mask file -> bool (H,W) at its own size; values must be {0, 255} or {0, 1}."""
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "1":
         return np.array(img, dtype=bool)
     if img.mode not in ("L", "I", "I;16", "F"):
