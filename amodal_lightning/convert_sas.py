@@ -13,7 +13,7 @@ repeated.
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -25,8 +25,6 @@ from typing import Any
 import lightning as L
 
 from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
-from amodal_lightning.checkpoint_io import atomic_torch_save
-from amodal_lightning.checkpoints import STATE_DICT_KEY
 from amodal_lightning.compat.sas import (
     SAS_DEFAULT_FLAGS,
     infer_sas_flags,
@@ -35,9 +33,11 @@ from amodal_lightning.compat.sas import (
     unet_kwargs_from_sas_flags,
 )
 from amodal_lightning.compat.sas_args import parse_flag_value, read_sas_args
-from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.run.checkpoint_io import atomic_torch_save
+from amodal_lightning.run.checkpoints import STATE_DICT_KEY
+from amodal_lightning.run.config import user_errors_as_one_line
 
 NET_PREFIX = "net."
 # SAS's training defaults for what a converted checkpoint needs to start a run (scripts/train.py).

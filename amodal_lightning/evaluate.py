@@ -9,7 +9,7 @@ its reference rows, and write ``metrics.json`` and a per-image (layer task,
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -21,8 +21,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import instantiate_at, to_container, user_errors_as_one_line
 from amodal_lightning.data.coco_export import amodal_result, write_results
 from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
@@ -32,7 +30,9 @@ from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
-from amodal_lightning.instance_metrics import REFERENCE_MODEL, VOTE, format_instance_table
+from amodal_lightning.metrics.objects import REFERENCE_MODEL, VOTE, format_instance_table
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import instantiate_at, to_container, user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"

@@ -14,7 +14,7 @@ An image that cannot be read is reported at the end, in one line; the other imag
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import to_container, user_errors_as_one_line
 from amodal_lightning.data import object_folders
 from amodal_lightning.data.image_folders import list_input_images
 from amodal_lightning.data.object_folders import ObjectFolderImages
@@ -40,6 +38,8 @@ from amodal_lightning.inference.object_outputs import write_objects
 from amodal_lightning.inference.outputs import write_prediction
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import to_container, user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"

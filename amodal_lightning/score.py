@@ -10,7 +10,7 @@ file is read: the masks and their sizes are in the files.
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -23,13 +23,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data import coco_formats
 from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
 from amodal_lightning.data.coco_export import read_results
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.instance_metrics import (
+from amodal_lightning.metrics.objects import (
     CONVEX_HULL,
     VISIBLE_MASK,
     InstanceMetrics,
@@ -37,6 +35,8 @@ from amodal_lightning.instance_metrics import (
     format_instance_table,
     visible_as_prediction,
 )
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"

@@ -5,11 +5,11 @@ A thin Hydra entry point: compose the config, instantiate data, model, callbacks
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
-from amodal_lightning.startup_noise import silence_known_noise  # noqa: I001
+from amodal_lightning.run.startup_noise import silence_known_noise  # noqa: I001
 
 silence_known_noise()
 
@@ -27,9 +27,9 @@ from amodal_lightning.callbacks.fault_tolerance import SIGTERM_EXIT_CODE
 from amodal_lightning.callbacks.progress import StepTimer
 from amodal_lightning.callbacks.random_state import RandomState
 from amodal_lightning.callbacks.run_config import SaveRunConfig
-from amodal_lightning.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import (
+from amodal_lightning.run.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import (
     drop_unbuilt_entries,
     in_multirun,
     instantiate_at,
@@ -38,8 +38,8 @@ from amodal_lightning.config import (
     to_container,
     user_errors_as_one_line,
 )
-from amodal_lightning.hardware import check_hardware, device_line
-from amodal_lightning.run_summary import print_run_summary
+from amodal_lightning.run.hardware import check_hardware, device_line
+from amodal_lightning.run.summary import print_run_summary
 
 log = logging.getLogger(__name__)
 

@@ -23,16 +23,16 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
 
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
 import torch
 
-from amodal_lightning.config import compose, user_errors_as_one_line
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
-from amodal_lightning.instance_metrics import VISIBLE_MASK, VOTE
+from amodal_lightning.metrics.objects import VISIBLE_MASK, VOTE
+from amodal_lightning.run.config import compose, user_errors_as_one_line
 from benchmarks.instance_throughput import objects_to_benchmark
 from benchmarks.sampling import machine_info, machine_line, markdown_table, progress, write_report
 

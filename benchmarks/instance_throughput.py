@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/instance_throughput.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
 
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
@@ -33,13 +33,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from amodal_lightning.config import compose, to_container, user_errors_as_one_line
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.evaluate import data_config, native_resolution, task_config
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
 from benchmarks.sampling import machine_info, machine_line, markdown_table, progress, write_report
 
 DEFAULT_NUM_IMAGES = 32

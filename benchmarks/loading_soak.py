@@ -29,23 +29,23 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/loading_soak.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
 
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
 import torch
 
-from amodal_lightning.config import (
+from amodal_lightning.data.sas_folders import instances_root, parse_folder_name
+from amodal_lightning.data.scenes import SceneGenerator, scene_id, write_sas_dataset
+from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.inference.loading import resolve_device
+from amodal_lightning.run.config import (
     compose,
     instantiate_at,
     resolve_model_inputs,
     resolve_task,
     user_errors_as_one_line,
 )
-from amodal_lightning.data.sas_folders import instances_root, parse_folder_name
-from amodal_lightning.data.scenes import SceneGenerator, scene_id, write_sas_dataset
-from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.inference.loading import resolve_device
 from benchmarks.sampling import MISSING, machine_info, machine_line, markdown_table, progress, write_report
 from benchmarks.train_throughput import build_step
 

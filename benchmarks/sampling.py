@@ -34,7 +34,7 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/sampling.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
 
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
@@ -42,7 +42,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.config import compose, to_container, user_errors_as_one_line
 from amodal_lightning.data.datasets import LayeredImage
 from amodal_lightning.errors import DataError
 from amodal_lightning.evaluate import data_config, native_resolution
@@ -50,6 +49,7 @@ from amodal_lightning.inference.ensemble import SAS
 from amodal_lightning.inference.evaluation import EMPTY, SEQUENTIAL, TEACHER_FORCED, VISIBLE_ORACLE, LayerEvaluator
 from amodal_lightning.inference.loading import LoadedModel, load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
 
 # 1000-step runs take minutes per image on a CPU: benchmarks default to a few images (num_images=N for more).
 DEFAULT_NUM_IMAGES = 8

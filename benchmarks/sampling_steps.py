@@ -20,12 +20,12 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/sampling_steps.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
-from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.inference.evaluation import SEQUENTIAL, TEACHER_FORCED
+from amodal_lightning.run.config import user_errors_as_one_line
 from benchmarks.sampling import (
     IOU_POINTS,
     TARGET_MAX_DROP_POINTS,

@@ -17,7 +17,7 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/scene_generation.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001
 
 apply_spin_settings()  # before anything loads torch's OpenMP, as the other entry points
 

@@ -86,7 +86,7 @@ def build_step(model: str, device: str, batch_size: int, overrides: list[str], f
     from torch.optim.swa_utils import AveragedModel
 
     from amodal_lightning.callbacks.ema import EMA
-    from amodal_lightning.config import compose
+    from amodal_lightning.run.config import compose
 
     warnings.filterwarnings("ignore", message=".*self.trainer.*reference is not registered.*")
     device = torch.device(device)
@@ -144,7 +144,7 @@ def run_worker(job: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------ parent
 def measure(job: dict, spec: dict) -> dict:
     """Run one measurement in a fresh process with the job's OpenMP wait settings."""
-    from amodal_lightning.openmp import OMP_SPIN_SETTINGS
+    from amodal_lightning.run.openmp import OMP_SPIN_SETTINGS
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     for name in OMP_WAIT_VARIABLES:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from amodal_lightning.openmp import apply_spin_settings  # noqa: I001
+from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001
 
 # First, as the entry points do: the tests run with the OpenMP wait settings of the commands, set before torch loads.
 apply_spin_settings()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from amodal_lightning import convert_sas
-from amodal_lightning.config import compose
+from amodal_lightning.run.config import compose
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]

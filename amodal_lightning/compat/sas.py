@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from amodal_lightning.checkpoints import STATE_DICT_KEY, refused_object
 from amodal_lightning.errors import CheckpointError, ConfigError
 from amodal_lightning.models.unet import RESAMPLE_FACTOR, UNetModel
+from amodal_lightning.run.checkpoints import STATE_DICT_KEY, refused_object
 
 SAS_IN_CHANNELS = 5  # RGB + cumulative occlusion mask + noisy amodal mask
 SAS_OUT_CHANNELS = 2  # eps + variance interpolation; create_model hardcodes it even when learn_sigma is False

@@ -12,7 +12,7 @@ so it names every file training would refuse when loading it, in the same line.
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -24,13 +24,13 @@ from typing import TextIO
 
 from omegaconf import DictConfig
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data.coco_amodal import scan_coco_annotations
 from amodal_lightning.data.coco_formats import FORMATS as ANNOTATION_FORMATS
 from amodal_lightning.data.object_folders import scan_object_root
 from amodal_lightning.data.sas_folders import RootScan, scan_sas_root
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import user_errors_as_one_line
 
 # Exit status when the check found malformed samples (2, a usage error, is left to bad configs).
 PROBLEMS_EXIT_CODE = 1

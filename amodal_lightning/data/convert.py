@@ -9,7 +9,7 @@ SAS's layout needs layers: an image whose depth order is unknown is left out of 
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -19,11 +19,11 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import user_errors_as_one_line
 from amodal_lightning.data import object_folders, sas_folders
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("objects", "sas")

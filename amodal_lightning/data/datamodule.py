@@ -133,7 +133,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     """Training, validation and test samples of layered amodal segmentation in one canonical batch format.
 
     A bad argument is a :class:`ConfigError` naming the argument (``val_fraction=...``); the entry points name it
-    by its config key (``data.val_fraction=...``, :func:`amodal_lightning.config.instantiate_at`).
+    by its config key (``data.val_fraction=...``, :func:`amodal_lightning.run.config.instantiate_at`).
 
     Args:
         source: ``"synthetic"`` (generated scenes) or ``"sas"`` (a SAS folder root).

@@ -6,7 +6,7 @@ build the page and serve it until Ctrl+C (:func:`amodal_lightning.demo.app.serve
 
 from __future__ import annotations
 
-from amodal_lightning.openmp import apply_spin_settings
+from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
 
@@ -15,8 +15,8 @@ import sys
 
 from omegaconf import DictConfig
 
-from amodal_lightning.command_line import entry_point
-from amodal_lightning.config import USAGE_ERROR_EXIT_CODE, user_errors_as_one_line
+from amodal_lightning.run.command_line import entry_point
+from amodal_lightning.run.config import USAGE_ERROR_EXIT_CODE, user_errors_as_one_line
 
 # What the demo imports beyond the core install: the `[demo]` extra of pyproject.toml.
 DEMO_PACKAGES = ("gradio", "scipy")

@@ -20,12 +20,12 @@ import gradio as gr
 import numpy as np
 from omegaconf import DictConfig
 
-from amodal_lightning.config import to_container
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.demo import inputs
 from amodal_lightning.demo.inputs import ClickRule
 from amodal_lightning.demo.predictions import DemoModel, load_demo_model
 from amodal_lightning.errors import AmodalError, ConfigError, DataError
+from amodal_lightning.run.config import to_container
 
 log = logging.getLogger(__name__)
 

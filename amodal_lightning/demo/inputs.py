@@ -24,7 +24,6 @@ from omegaconf import OmegaConf
 from PIL import Image
 from scipy import ndimage
 
-from amodal_lightning.config import config_dir
 from amodal_lightning.data.datamodule import SPLITS, SYNTHETIC_DEFAULTS, SYNTHETIC_SPLIT_STRIDE
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.data.sas_folders import load_image
@@ -32,6 +31,7 @@ from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.render_objects import object_overlay
 from amodal_lightning.masks import MASK_FOREGROUND
+from amodal_lightning.run.config import config_dir
 
 # The label map is uint8 and 0 means unmarked.
 MAX_OBJECTS = 255

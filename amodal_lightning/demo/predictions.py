@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 from scipy import ndimage
 
 from amodal_lightning.batch import PIXEL_MAX
-from amodal_lightning.config import to_container
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.instance import InstanceInference
@@ -35,6 +34,7 @@ from amodal_lightning.inference.render_objects import object_overlay
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 from amodal_lightning.masks import MASK_FOREGROUND
+from amodal_lightning.run.config import to_container
 
 # 8-connected parts, as the part-wise merge rule of sequential inference counts them.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

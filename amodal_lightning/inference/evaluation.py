@@ -27,7 +27,7 @@ from amodal_lightning.data.datasets import LayeredImage
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data, masks_to_model
 from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.masks import union_by_layer
-from amodal_lightning.metrics import LayerMetrics, image_scores, pad_layers
+from amodal_lightning.metrics.layers import LayerMetrics, image_scores, pad_layers
 
 SEQUENTIAL, TEACHER_FORCED, EMPTY, VISIBLE_ORACLE = "sequential", "teacher_forced", "empty", "visible_oracle"
 ROWS = (SEQUENTIAL, TEACHER_FORCED, EMPTY, VISIBLE_ORACLE)

@@ -1,7 +1,7 @@
 """Evaluating per-object amodal completion on whole images, beside the reference rows.
 
 :class:`InstanceEvaluator` runs :class:`~amodal_lightning.inference.instance.InstanceInference` on images with
-per-object ground truth and accumulates :class:`~amodal_lightning.instance_metrics.InstanceMetrics` at each image's
+per-object ground truth and accumulates :class:`~amodal_lightning.metrics.objects.InstanceMetrics` at each image's
 own resolution, for these rows:
 
 ``vote``          the majority vote of the ``ensemble_size`` members (what a user gets; pix2gestalt's rule)
@@ -12,7 +12,7 @@ own resolution, for these rows:
 A model's numbers are only read beside the two reference rows. The training callback and ``evaluate`` share it.
 
 For a whole-object model on images whose objects' whole appearance is known, the rows also get the appearance
-metrics of :mod:`~amodal_lightning.appearance_metrics`: ``vote`` scores the read-out object (``whole``), ``best_of_k``
+metrics of :mod:`~amodal_lightning.metrics.appearance`: ``vote`` scores the read-out object (``whole``), ``best_of_k``
 per object the member (its RGB on its own mask) closest to the truth over the true amodal region (an oracle), and
 ``visible_mask`` the appearance reference row, the visible pixels with the hidden part filled by their mean colour.
 """
@@ -24,10 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from amodal_lightning.appearance_metrics import AppearanceMetrics, mean_colour_fill, object_appearance_scores
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.inference.instance import InstanceInference, ObjectPrediction
-from amodal_lightning.instance_metrics import (
+from amodal_lightning.metrics.appearance import AppearanceMetrics, mean_colour_fill, object_appearance_scores
+from amodal_lightning.metrics.objects import (
     BEST_OF_K,
     CONVEX_HULL,
     VISIBLE_MASK,

@@ -2,7 +2,7 @@
 
 Everything inference needs is in the checkpoint: the hyperparameters rebuild the module (network, diffusion,
 input convention) and ``run_config`` holds the training config (the model's image size, and for our runs the data
-it was trained on). Loading goes through :func:`amodal_lightning.checkpoints.read_checkpoint`, so a missing,
+it was trained on). Loading goes through :func:`amodal_lightning.run.checkpoints.read_checkpoint`, so a missing,
 unreadable or foreign file is one clear line.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
-from amodal_lightning.checkpoints import load_weights, read_checkpoint
 from amodal_lightning.errors import CheckpointError, ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.run.checkpoints import load_weights, read_checkpoint
 
 HPARAMS_KEY = "hyper_parameters"
 AUTO_DEVICE = "auto"

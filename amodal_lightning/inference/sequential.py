@@ -20,7 +20,6 @@ from functools import cache
 import torch
 from omegaconf import OmegaConf
 
-from amodal_lightning.config import config_dir
 from amodal_lightning.diffusion.gaussian import SAMPLERS
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.components import parts_apart_from
@@ -28,6 +27,7 @@ from amodal_lightning.inference.ensemble import Combined, check_rule, combine
 from amodal_lightning.inference.members import sample_members
 from amodal_lightning.inference.views import check_views
 from amodal_lightning.models.guidance import check_scale, check_scale_for
+from amodal_lightning.run.config import config_dir
 
 # The one place every sampling default lives: predict and evaluate compose it as `inference`, the training
 # callbacks and the module's validation compose it under their own keys, each overriding only what differs.

@@ -18,7 +18,7 @@ from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.sequential import InferenceConfig
-from amodal_lightning.metrics import per_sample_iou
+from amodal_lightning.metrics.layers import per_sample_iou
 from amodal_lightning.models.guidance import (
     NO_GUIDANCE,
     GuidedDenoiser,

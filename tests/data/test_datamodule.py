@@ -10,7 +10,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from amodal_lightning.config import compose, resolve_model_inputs
 from amodal_lightning.data.datamodule import (
     BATCH_KEYS,
     IMAGE,
@@ -26,6 +25,7 @@ from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import ORIENTATION_SETS
+from amodal_lightning.run.config import compose, resolve_model_inputs
 
 SIZE = 32
 NUM_IMAGES = 20

@@ -10,9 +10,9 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Timer
 
-from amodal_lightning.config import compose
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
+from amodal_lightning.run.config import compose
 
 
 def test_warmup_then_cosine_down_to_the_floor():

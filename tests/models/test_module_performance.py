@@ -6,9 +6,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from amodal_lightning.config import compose
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import NUM_LOSS_QUARTILES
+from amodal_lightning.run.config import compose
 from amodal_lightning.train import train
 
 TINY = ["data.synthetic.num_train=48", "data.synthetic.num_val=8", "data.batch_size=8", "logger=csv"]

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from amodal_lightning.config import compose, instantiate_at
 from amodal_lightning.diffusion import build_diffusion
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
+from amodal_lightning.run.config import compose, instantiate_at
 
 COND, TARGET = 4, 1
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from amodal_lightning.config import compose
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.loading import load_for_inference
 from amodal_lightning.inference.sequential import InferenceConfig, inference_defaults
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.run.config import compose
 
 # How the validation settings were stored before they were an inference config.
 LEGACY_VALIDATION = {"sample_steps": 7, "sampler": "ancestral", "num_batches": 2}

@@ -1,0 +1,238 @@
+"""predict and evaluate end to end on a tiny trained checkpoint (and a converted SAS one), the training callback's
+panel, and bad input reported in one line."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from amodal_lightning.callbacks.layer_eval import LayerEvaluation
+from amodal_lightning.compat.sas import unet_kwargs_from_sas_flags
+from amodal_lightning.convert_sas import convert
+from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.errors import DataError
+from amodal_lightning.evaluate import evaluate
+from amodal_lightning.inference.evaluation import ImageResult
+from amodal_lightning.models.unet import UNetModel
+from amodal_lightning.predict import predict
+from amodal_lightning.run.config import compose, user_errors_as_one_line
+from amodal_lightning.train import train
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Cheap sampling: every path runs, nothing waits.
+FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "inference.batch_size=4"]
+TINY_SAS_FLAGS = {
+    "image_size": 32,
+    "num_channels": 32,
+    "channel_mult": "1,2",
+    "num_res_blocks": 1,
+    "attention_resolutions": "16",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_train_overrides) -> Path:
+    """A 2-step training run (its final validation runs the layer callback); returns the run folder."""
+    run = tmp_path_factory.mktemp("tiny_run")
+    train(compose("train", [f"paths.output_dir={run}", *tiny_train_overrides]))
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_run) -> Path:
+    return tiny_run / "checkpoints" / "last.ckpt"
+
+
+def save_image(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_training_callback_writes_panel_table_and_metrics(tiny_run):
+    panel = Image.open(tiny_run / "panels" / "layers_last.png")
+    # debug=default: 2 validation images, one panel row each.
+    assert panel.height > panel.width / 10 and (tiny_run / "panels" / "layers_step0000002.png").is_file()
+    rows = (tiny_run / "panels" / "layers_last.csv").read_text().splitlines()
+    assert rows[0] == "image_id,true_layers,predicted_layers,merges,miou,hidden_miou" and len(rows) == 3
+    header = (tiny_run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for row in ("sequential", "empty", "visible_oracle"):
+        assert f"val_layers/{row}/miou" in header
+    assert "val_layers/visible_oracle/hidden_miou" in header
+
+
+class RecordingLogger:
+    """Takes images and tables, as the W&B logger does."""
+
+    def __init__(self):
+        self.images, self.tables = [], []
+
+    def log_image(self, key, images, step):
+        self.images.append((key, images, step))
+
+    def log_table(self, key, columns, data, step):
+        self.tables.append((key, columns, data, step))
+
+
+def test_callback_sends_the_panel_and_tables_to_loggers_that_take_them(tmp_path):
+    layers = np.ones((1, 8, 8), dtype=bool)
+    result = ImageResult(
+        "a", np.zeros((8, 8, 3), np.uint8), layers, layers, np.zeros((1, 8, 8), np.float32), 0, 1.0, None
+    )
+    recorder = RecordingLogger()
+    trainer = SimpleNamespace(global_step=7, loggers=[recorder, object()])
+    LayerEvaluation(tmp_path, panel_images=1).publish(
+        trainer, [result, result], {"sequential": {"miou": 1.0}, "empty": {"miou": 0.0, "images": 2.0}}
+    )
+    assert recorder.images == [("val_layers/panel", [str(tmp_path / "layers_step0000007.png")], 7)]
+    (per_image, summary) = recorder.tables
+    assert per_image[0] == "val_layers/per_image" and len(per_image[2]) == 2 and per_image[2][0][0] == "a"
+    assert summary[1] == ["row", "images", "miou"] and summary[2] == [["sequential", None, 1.0], ["empty", 2.0, 0.0]]
+    assert (tmp_path / "layers_last.png").is_file() and (tmp_path / "layers_step0000007.csv").is_file()
+
+
+def test_predict_writes_every_readable_image_at_its_own_size(tiny_ckpt, tmp_path):
+    inputs = tmp_path / "in"
+    save_image(inputs / "plain.png", 32, 32)
+    save_image(inputs / "wide.jpg", 24, 40, seed=1)
+    save_image(inputs / "img_7_0" / "image.png", 48, 48, seed=2)  # a SAS inference folder, id "img_7"
+    (inputs / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    cfg = compose("predict", [f"ckpt_path={tiny_ckpt}", f"input={inputs}", f"output={out}", *FAST])
+    with pytest.raises(DataError, match=r"1 of 4 image\(s\) could not be read .*broken.png"):
+        predict(cfg)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert [entry["image_id"] for entry in summary["images"]] == ["img_7", "plain", "wide"]
+    assert [entry["image_id"] for entry in summary["failed"]] == ["broken"]
+    assert summary["inference"]["steps"] == 2 and summary["device"] == "cpu"
+    sizes = {"img_7": (48, 48), "plain": (32, 32), "wide": (24, 40)}
+    for entry in summary["images"]:
+        folder = out / entry["image_id"]
+        assert 0 <= entry["layers"] <= 2 and entry["seconds"] > 0
+        assert np.asarray(Image.open(folder / "overlay.png")).shape == (*sizes[entry["image_id"]], 3)
+        for k in range(entry["layers"]):
+            layer = np.asarray(Image.open(folder / f"layer_{k}.png"))
+            assert layer.shape == sizes[entry["image_id"]] and set(np.unique(layer)) <= {0, 255}
+            assert (np.asarray(Image.open(folder / f"cumulative_{k}.png")) >= layer).all()
+            assert (folder / f"uncertainty_{k}.png").is_file()
+        assert not (folder / f"layer_{entry['layers']}.png").exists()
+
+
+def test_evaluate_the_checkpoints_own_test_split(tiny_ckpt, tmp_path):
+    cfg = compose("evaluate", [f"ckpt_path={tiny_ckpt}", f"output={tmp_path}", "num_images=2", *FAST])
+    report = evaluate(cfg)
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == report["metrics"]
+    metrics = report["metrics"]
+    assert set(metrics) == {"sequential", "teacher_forced", "empty", "visible_oracle"}
+    assert all(row["images"] == 2 for row in metrics.values())
+    assert metrics["empty"]["miou"] == 0.0 and metrics["empty"]["layer_count_accuracy"] == 0.0
+    assert metrics["visible_oracle"]["hidden_miou"] == 0.0 and metrics["visible_oracle"]["iou_layer0"] == 1.0
+    assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and "hidden_miou" in metrics["teacher_forced"]
+    assert report["data"]["source"] == "synthetic" and report["split"] == "test"
+    assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_evaluate_a_sas_root_at_its_own_resolution(tiny_ckpt, tmp_path):
+    root = tmp_path / "sas_test"
+    write_sas_dataset(root, SceneGenerator(image_size=48), range(2))
+    cfg = compose(
+        "evaluate",
+        [
+            f"ckpt_path={tiny_ckpt}",
+            "data=sas",
+            f"data.root={root}",
+            f"output={tmp_path / 'out'}",
+            "teacher_forced=false",
+            *FAST,
+        ],
+    )
+    metrics = evaluate(cfg)["metrics"]
+    assert set(metrics) == {"sequential", "empty", "visible_oracle"}
+    # The whole root is the test set; the instances beside it give the visible parts oracle.
+    assert metrics["sequential"]["images"] == 2 and metrics["visible_oracle"]["images"] == 2
+    assert metrics["visible_oracle"]["iou_layer0"] == 1.0 and metrics["visible_oracle"]["hidden_miou"] == 0.0
+
+
+def test_a_converted_sas_checkpoint_predicts_and_evaluates(tmp_path):
+    sas_weights = tmp_path / "emasavedmodel000001.pt"
+    torch.save(UNetModel(**unet_kwargs_from_sas_flags(TINY_SAS_FLAGS)).state_dict(), sas_weights)
+    converted = convert(sas_weights, tmp_path / "sas.ckpt", TINY_SAS_FLAGS)
+    save_image(tmp_path / "in" / "a.png", 32, 32)
+    summary = predict(
+        compose("predict", [f"ckpt_path={converted}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'p'}", *FAST])
+    )
+    assert [entry["image_id"] for entry in summary["images"]] == ["a"]
+    report = evaluate(
+        compose(
+            "evaluate",
+            [
+                f"ckpt_path={converted}",
+                "data=synthetic",
+                "data.synthetic.num_test=2",
+                f"output={tmp_path / 'e'}",
+                "teacher_forced=false",
+                *FAST,
+            ],
+        )
+    )
+    assert report["metrics"]["sequential"]["images"] == 2 and report["data"]["image_size"] == 32
+
+
+def one_line_error(capsys, run, overrides: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info, user_errors_as_one_line():
+        run(compose(run.__name__, overrides))
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_bad_input_is_one_clear_line(tiny_ckpt, tmp_path, capsys):
+    images = tmp_path / "images"
+    save_image(images / "a.png", 32, 32)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    no_hparams = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": {}}, no_hparams)
+    sas_weights = tmp_path / "sas.pt"
+    torch.save(UNetModel(**unet_kwargs_from_sas_flags(TINY_SAS_FLAGS)).state_dict(), sas_weights)
+    converted = convert(sas_weights, tmp_path / "converted.ckpt", TINY_SAS_FLAGS)
+    common = [f"input={images}", f"output={tmp_path / 'out'}"]
+
+    assert "not an amodal_lightning checkpoint" in one_line_error(capsys, predict, [f"ckpt_path={foreign}", *common])
+    assert "no 'hyper_parameters'" in one_line_error(capsys, predict, [f"ckpt_path={no_hparams}", *common])
+    line = one_line_error(capsys, predict, [f"ckpt_path={tiny_ckpt}", f"input={empty}", f"output={tmp_path}"])
+    assert f"{empty}: no images found" in line
+    line = one_line_error(capsys, predict, [f"ckpt_path={tiny_ckpt}", *common, "inference.steps=5000"])
+    assert "inference.steps=5000: the model's diffusion schedule has 1000 steps" in line
+    line = one_line_error(capsys, evaluate, [f"ckpt_path={converted}", f"output={tmp_path}"])
+    assert "this checkpoint holds no data config" in line
+    line = one_line_error(capsys, evaluate, [f"ckpt_path={tiny_ckpt}", f"output={tmp_path}", "split=holdout"])
+    assert "holdout" in line
+
+
+def test_predict_command_writes_under_outputs_by_default(tiny_ckpt, tmp_path, run_cli):
+    save_image(tmp_path / "in" / "a.png", 32, 32)
+    result = run_cli("amodal_lightning.predict", [f"ckpt_path={tiny_ckpt}", "input=in", *FAST], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (summary,) = (tmp_path / "outputs" / "predict" / "runs").glob("*/summary.json")
+    assert json.loads(summary.read_text())["images"][0]["image_id"] == "a"
+    assert (summary.parent / "a" / "overlay.png").is_file()
+
+
+def test_a_self_conditioned_model_trains_and_evaluates_from_its_checkpoint(tmp_path, tiny_train_overrides):
+    self_conditioned = ["++model.module.self_condition=0.5", "model.module.unet.in_channels=6"]
+    train(compose("train", [f"paths.output_dir={tmp_path / 'run'}", *tiny_train_overrides, *self_conditioned]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["hyper_parameters"]["self_condition"] == 0.5
+    cfg = compose("evaluate", [f"ckpt_path={ckpt}", f"output={tmp_path / 'eval'}", "num_images=2", *FAST])
+    metrics = evaluate(cfg)["metrics"]
+    assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and 0.0 <= metrics["teacher_forced"]["miou"] <= 1.0

@@ -1,0 +1,185 @@
+"""Every one-line config error names a key the user can set: moved keys name their new place, errors raised inside
+what a config builds are named by their full config key, and every key an error names exists."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from amodal_lightning.errors import ConfigError
+from amodal_lightning.run.config import (
+    MOVED_KEYS,
+    at_path,
+    compose,
+    drop_unbuilt_entries,
+    instantiate_at,
+    resolve_model_inputs,
+)
+
+PACKAGE = Path(__file__).resolve().parents[2] / "amodal_lightning"
+# The first string of each `ConfigError(...)` and the key it starts with (`key=value: ...`, `key: ...`, `key, ...`).
+CONFIG_ERROR = re.compile(r"ConfigError\(\s*f?(['\"])(.*?)\1", re.S)
+LEADING_KEY = re.compile(r"^([A-Za-z_][\w{}\[\]]*(?:\.[\w{}\[\]]+)*)(?=[=:,])")
+# A placeholder that is a module constant (`{TASK_KEY}`), resolved from the module itself.
+CONSTANT = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+# Where the errors of each module are named by the caller: the config path instantiate_at (or the module that
+# builds it) puts in front of the argument the error names.
+PREFIX = {
+    "data/datamodule.py": "data",
+    "data/scenes.py": "data.synthetic",
+    "models/module.py": "model.module",
+    "models/unet.py": "model.module.unet",
+    "diffusion/gaussian.py": "model.module.diffusion",
+    "diffusion/schedules.py": "model.module.diffusion",
+}
+# The config keys an InferenceConfig is read from; its errors and the combination rules' are named under each.
+INFERENCE_KEYS = (
+    "inference",
+    "callbacks.layer_panel.inference",
+    "callbacks.instance_panel.inference",
+    "model.module.validation.inference",
+)
+# A key that starts with one of these is already full (raised after instantiation, e.g. at setup).
+ROOT_KEYS = ("data", "model", "trainer", "callbacks", "task", "logger")
+INFERENCE_MODULES = ("inference/sequential.py", "inference/ensemble.py")
+# Errors of arguments that no config sets: SAS's command-line flags, programmatic arguments of library functions,
+# and values computed from other keys.
+NOT_CONFIG_KEYS = {
+    ("data/scenes.py", "write_sas_dataset"),  # a function's argument (tests, scripts)
+    ("data/scenes.py", "image_size"),  # the data's size, reported as model.image_size by the data module
+    ("diffusion/gaussian.py", "start_step"),  # a sampler argument (benchmarks)
+    ("diffusion/gaussian.py", "high_noise_power"),  # a build_diffusion argument no shipped config sets
+    ("diffusion/respace.py", "timestep_respacing"),  # SAS's respacing flag, for convert_sas and benchmarks
+    ("instance_metrics.py", "occlusion_buckets"),  # computed from occlusion_edges
+    ("config.py", "model.module.task.name"),  # the refusal of a key that moved to the task group
+}
+
+
+def _composed_configs(tmp: Path) -> list:
+    """Every entry config, and train with each option that adds keys, composed with what the user must give."""
+    train = [f"paths.output_dir={tmp}", f"data.root={tmp}"]
+    configs = [
+        compose("train", [*train, *extra])
+        for extra in (
+            [],
+            ["task=instance"],
+            ["logger=wandb"],
+            ["data=sas"],
+            ["data=objects"],
+            ["model=unet64"],
+            ["task=gestalt"],
+        )
+    ]
+    configs.append(compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"]))
+    for name in ("predict", "evaluate", "score", "check", "convert", "demo"):
+        configs.append(compose(name, ["data=sas"] if name in ("evaluate", "convert") else []))
+    for cfg in configs[:8]:
+        resolve_model_inputs(cfg)
+    return configs
+
+
+def _exists(configs, key: str) -> bool:
+    missing = object()
+    return any(OmegaConf.select(cfg, key, default=missing, throw_on_missing=False) is not missing for cfg in configs)
+
+
+def _named_keys() -> list[tuple[str, str]]:
+    """(module, full config key) of every ConfigError raised in the package that starts with a key."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        module = importlib.import_module("amodal_lightning." + name.removesuffix(".py").replace("/", "."))
+        for match in CONFIG_ERROR.finditer(path.read_text()):
+            text = CONSTANT.sub(lambda m, module=module: str(getattr(module, m.group(1), m.group(0))), match.group(2))
+            lead = LEADING_KEY.match(text)
+            if not lead or (name, lead.group(1)) in NOT_CONFIG_KEYS:
+                continue
+            key = lead.group(1)
+            if key.startswith("{key}."):
+                if name in INFERENCE_MODULES:
+                    found += [(name, key.replace("{key}", prefix)) for prefix in INFERENCE_KEYS]
+                continue
+            if "{" in key:
+                continue  # a key chosen at run time (an unknown key, a loop over arguments): tested where raised
+            if name in INFERENCE_MODULES:
+                found += [(name, f"{prefix}.{key}") for prefix in INFERENCE_KEYS]
+            elif name in PREFIX and key.split(".")[0] not in ROOT_KEYS:
+                found.append((name, f"{PREFIX[name]}.{key}"))
+            else:
+                found.append((name, key))
+    return found
+
+
+def test_every_key_a_config_error_names_exists(tmp_path):
+    configs = _composed_configs(tmp_path)
+    named = _named_keys()
+    assert len(named) > 50, "the walk found the errors"
+    absent = sorted({f"{module}: {key}" for module, key in named if not _exists(configs, key)})
+    assert not absent, f"errors name keys no config has: {absent}"
+
+
+def test_moved_keys_name_a_key_that_exists_and_are_refused_in_one_line(tmp_path):
+    configs = _composed_configs(tmp_path)
+    as_composed = [compose("train", [f"paths.output_dir={tmp_path}"])]
+    for old, new in MOVED_KEYS.items():
+        assert _exists(configs, new), f"{old} moved to {new}, which no config has"
+        assert not _exists(as_composed, old), f"{old} still exists"
+        with pytest.raises(ConfigError, match=f"^{re.escape(old)}: moved to {re.escape(new)}$"):
+            compose("train", [f"paths.output_dir={tmp_path}", f"{old}=1"])
+    with pytest.raises(ConfigError, match="^model.lr: moved to model.module.optimizer.lr$"):
+        compose("train", ["+model.lr=1"])
+
+
+def test_an_old_spelling_on_the_command_line_is_one_line(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "HYDRA_FULL_ERROR": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.train", "model.max_steps=5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: model.max_steps: moved to trainer.max_steps"
+
+
+def test_errors_raised_inside_what_a_config_builds_name_the_full_key(tmp_path):
+    base = [f"paths.output_dir={tmp_path}"]
+    cases = {
+        "data.val_fraction=0.8": r"^data.val_fraction=0.8, test_fraction=0.5: expected fractions",
+        "model.module.unet.patch_size=3": r"^model.module.unet.patch_size=3: expected",
+        "model.module.diffusion.noise_schedule=quadratic": r"^model.module.diffusion.noise_schedule='quadratic'",
+    }
+    for override, expected in cases.items():
+        cfg = compose("train", [*base, "data=sas", f"data.root={tmp_path}", "data.test_fraction=0.5", override])
+        resolve_model_inputs(cfg)
+        path = "data" if override.startswith("data.") else "model.module"
+        with pytest.raises(ConfigError, match=expected):
+            instantiate_at(cfg, path)
+    # The data's image size is the model's: its error names model.image_size.
+    cfg = compose("train", [*base, "model.image_size=4"])
+    resolve_model_inputs(cfg)
+    with pytest.raises(ConfigError, match=r"^model.image_size=4: expected at least 8 pixels"):
+        instantiate_at(cfg, "data")
+
+
+def test_at_path_leaves_keys_of_the_root_alone():
+    crop = "task.crop=1: expected true or false"
+    assert at_path("data", crop, ["task", "data"]) == crop
+    assert at_path("data", "no key here", []) == "no key here"
+    assert at_path("data", "val_fraction=2: expected", []) == "data.val_fraction=2: expected"
+    assert at_path("data", "image_size=0: expected", []) == "model.image_size=0: expected"
+
+
+def test_a_recipe_setting_for_a_callback_left_out_builds_nothing(tmp_path):
+    cfg = compose("train", [f"paths.output_dir={tmp_path}", "callbacks=none"])
+    assert "ema" in cfg.callbacks  # the recipe's decay, with no EMA callback to take it
+    assert sorted(drop_unbuilt_entries(cfg)) == ["callbacks.ema", "callbacks.instance_panel", "callbacks.layer_panel"]
+    assert not cfg.callbacks
