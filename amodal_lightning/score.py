@@ -1,11 +1,14 @@
-"""Score per-object amodal predictions of any tool against a COCO-style amodal annotation file:
-``python -m amodal_lightning.score annotations=FILE results=FILE [output=DIR]``.
+"""Score amodal predictions of any tool against a COCO-style amodal annotation file:
+``python -m amodal_lightning.score annotations=FILE results=FILE [protocol=objects|ap] [output=DIR]``.
 
-A thin Hydra entry point over :func:`score_results`: it reads the annotations (any format of
-:mod:`amodal_lightning.data.coco_formats`) and the results (:func:`~amodal_lightning.data.coco_export.read_results`,
-keyed by image id and annotation id), decodes each scored object's masks once, and prints the table ``evaluate``
-prints, with the visible-mask and convex-hull reference rows and a line saying which objects were scored. No image
-file is read: the masks and their sizes are in the files.
+A thin Hydra entry point over two protocols. ``objects`` (the default, :func:`score_results`): per-object
+completions keyed by image id and annotation id (:func:`~amodal_lightning.data.coco_export.read_results`), scored
+with the table ``evaluate`` prints, the visible-mask and convex-hull reference rows and a line saying which objects
+were scored. ``ap`` (:func:`score_ap`): found instances in a COCO results list, matched to the annotations by
+pycocotools' COCOeval (:mod:`amodal_lightning.metrics.ap`): AP, AP50, AP75, APs/m/l and AR of the amodal masks,
+the visible masks and the hidden parts, and AISFormer's occlusion buckets. Either reads the annotations in any
+format of :mod:`amodal_lightning.data.coco_formats`; no image file is read: the masks and their sizes are in the
+files.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from omegaconf import DictConfig
 from amodal_lightning.data import coco_formats
 from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
 from amodal_lightning.data.coco_export import read_results
+from amodal_lightning.data.detections import read_result_list
+from amodal_lightning.data.instance_truth import read_instance_truth
 from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.metrics.ap import AISFORMER_VISIBLE_RATIOS, AUTO, format_ap_table, instance_ap
 from amodal_lightning.metrics.objects import (
     CONVEX_HULL,
     VISIBLE_MASK,
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 RESULTS_ROW = "results"
 MISSING_RESULTS = ("empty", "skip")
+OBJECTS_PROTOCOL, AP_PROTOCOL = "objects", "ap"
+PROTOCOLS = (OBJECTS_PROTOCOL, AP_PROTOCOL)
 
 
 def score_results(
@@ -123,6 +131,39 @@ def score_results(
     return {"format": fmt, "metrics": metrics, "objects": dict(counts)}
 
 
+def score_ap(
+    annotations: str | Path,
+    results: str | Path,
+    *,
+    source: str | None = None,
+    include_stuff: bool = False,
+    classes: str = AUTO,
+    visible_ratios=AISFORMER_VISIBLE_RATIOS,
+) -> dict:
+    """Instance AP of the COCO results list ``results`` against ``annotations``
+    (:func:`~amodal_lightning.metrics.ap.instance_ap`): ``{"format", "protocol", "classes", "metrics": {row:
+    {...}}, "objects": {...}}``, the objects' counts including those the annotation reader left out."""
+    truth = read_instance_truth(annotations, source=source, include_stuff=include_stuff)
+    entries = read_result_list(results, "results")
+    report = instance_ap(
+        truth.ground_truth, entries, classes=classes, visible_ratios=tuple(visible_ratios), label=str(results)
+    ).as_dict()
+    report["objects"] = {**truth.counts, **report["objects"]}
+    return {"format": truth.format, **report}
+
+
+def ap_scored_line(objects: dict, include_stuff: bool) -> str:
+    """One line saying which annotated objects the AP counts and why the others are not, so a number can be rerun."""
+    return "; ".join(
+        [
+            f"ground truth: {objects.get('annotations', 0)} of {objects.get('in_file', 0)} annotated objects",
+            f"stuff {'kept' if include_stuff else 'left out'} ({objects.get('left_out_stuff', 0)})",
+            f"malformed left out ({objects.get('left_out_malformed', 0)})",
+            f"empty amodal left out ({objects.get('left_out_empty_amodal', 0)})",
+        ]
+    )
+
+
 def scored_line(objects: dict, include_stuff: bool, min_visible_pixels: int, missing_results: str) -> str:
     """One line saying which objects were scored and why the others were not, so a number can be rerun."""
     parts = [
@@ -142,17 +183,34 @@ def scored_line(objects: dict, include_stuff: bool, min_visible_pixels: int, mis
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: print the table (and write metrics.json to ``output``)."""
     with user_errors_as_one_line():
-        report = score_results(
-            cfg.annotations,
-            cfg.results,
-            source=cfg.source,
-            include_stuff=bool(cfg.include_stuff),
-            min_visible_pixels=int(cfg.min_visible_pixels),
-            missing_results=cfg.missing_results,
-            occlusion_edges=list(cfg.occlusion_edges),
-        )
-        print(format_instance_table(report["metrics"]))
-        print(scored_line(report["objects"], bool(cfg.include_stuff), int(cfg.min_visible_pixels), cfg.missing_results))
+        if cfg.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol={cfg.protocol!r}: expected one of {list(PROTOCOLS)}")
+        if cfg.protocol == AP_PROTOCOL:
+            report = score_ap(
+                cfg.annotations,
+                cfg.results,
+                source=cfg.source,
+                include_stuff=bool(cfg.include_stuff),
+                classes=cfg.classes,
+                visible_ratios=list(cfg.visible_ratios),
+            )
+            print(format_ap_table(report))
+            print(ap_scored_line(report["objects"], bool(cfg.include_stuff)))
+        else:
+            report = score_results(
+                cfg.annotations,
+                cfg.results,
+                source=cfg.source,
+                include_stuff=bool(cfg.include_stuff),
+                min_visible_pixels=int(cfg.min_visible_pixels),
+                missing_results=cfg.missing_results,
+                occlusion_edges=list(cfg.occlusion_edges),
+            )
+            print(format_instance_table(report["metrics"]))
+            line = scored_line(
+                report["objects"], bool(cfg.include_stuff), int(cfg.min_visible_pixels), cfg.missing_results
+            )
+            print(line)
         if cfg.output:
             output = Path(cfg.output)
             output.mkdir(parents=True, exist_ok=True)

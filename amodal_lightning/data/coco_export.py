@@ -35,6 +35,7 @@ from pycocotools import mask as mask_utils
 from amodal_lightning.data.coco_formats import DEPTH_ORDER_KEY, EXPORT_MARKER
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import DataError
+from amodal_lightning.metrics.ap import VISIBLE_RESULT_KEY
 
 CATEGORY_ID = 1
 CATEGORIES = [{"id": CATEGORY_ID, "name": "object", "supercategory": "object"}]
@@ -176,3 +177,44 @@ def read_results(path: str | Path) -> dict[tuple[str, int], dict]:
             raise DataError(f"{path}: image {key[0]} annotation {key[1]}: segmentation is no RLE ({err})") from None
         by_id[key] = {**entry, "mask": mask}
     return by_id
+
+
+# ------------------------------------------------------------------------------------------------ instance results
+
+INSTANCE_RESULT_KEYS = ("image_id", "category_id", "segmentation", "score")
+
+
+def instance_result(
+    image_id: int | str,
+    amodal: np.ndarray,
+    visible: np.ndarray | None = None,
+    score: float = 1.0,
+    category_id: int = CATEGORY_ID,
+) -> dict:
+    """One COCO results entry of a found instance, as :func:`amodal_lightning.metrics.ap.instance_ap` scores it:
+    ``segmentation`` the amodal mask bool (H,W), ``visible_mask`` its visible part (omitted when None), the score
+    and the category. ``image_id`` is kept as given (the annotation file's id, or an image file's name stem)."""
+    entry = {
+        "image_id": image_id,
+        "category_id": int(category_id),
+        "segmentation": encode_mask(amodal),
+        "score": float(score),
+    }
+    if visible is not None:
+        entry[VISIBLE_RESULT_KEY] = encode_mask(visible)
+    return entry
+
+
+def write_instance_results(results: Iterable[dict], path: str | Path) -> Path:
+    """Write instance results entries (see :func:`instance_result`) as one COCO results file (a JSON list), the
+    input of ``python -m amodal_lightning.score protocol=ap``; an entry missing a key is a one-line DataError."""
+    path = Path(path)
+    entries = []
+    for position, entry in enumerate(results):
+        missing = [key for key in INSTANCE_RESULT_KEYS if key not in entry]
+        if missing:
+            raise DataError(f"{path}: instance result {position} (image {entry.get('image_id')!r}) lacks {missing}")
+        entries.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries))
+    return path
