@@ -78,3 +78,18 @@ def _run_cli(module: str, args: list[str], cwd: Path):
 def run_cli():
     """Runs a command-line entry point in a subprocess: ``run_cli(module, args, cwd) -> CompletedProcess``."""
     return _run_cli
+
+
+# The `slow` lane: tests that run a command end to end, train, or spawn processes. `pytest -m "not slow"` (the inner
+# loop) leaves them out; the README's test command runs them all. Every test of these folders is slow, and so is
+# every test that uses one of these fixtures; elsewhere a test is marked `@pytest.mark.slow` where it is written.
+SLOW_FOLDERS = ("cli", "e2e", "benchmarks")
+SLOW_FIXTURES = ("run_cli", "tiny_train_overrides")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts
+        if parts[0] in SLOW_FOLDERS or set(SLOW_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -103,6 +103,7 @@ def run_check(*args, cwd):
     )
 
 
+@pytest.mark.slow
 def test_check_command_exit_status_and_output(broken_root, tmp_path):
     root, expected = broken_root
     result = run_check("data=sas", f"data.root={root}", cwd=tmp_path)

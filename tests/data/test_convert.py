@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from amodal_lightning.data.coco_export import export_coco_amodal
 from amodal_lightning.data.convert import convert
@@ -48,6 +49,7 @@ def test_sas_layout_keeps_the_layers_and_leaves_out_images_without_them(tmp_path
         np.testing.assert_array_equal(read_instances(tmp_path / "sas", want.image_id)["visible"], want.visible)
 
 
+@pytest.mark.slow
 def test_the_command_converts_an_annotation_file(tmp_path):
     given = records(3)
     export_coco_amodal(given, tmp_path / "ann.json", tmp_path / "images")

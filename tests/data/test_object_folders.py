@@ -398,6 +398,7 @@ def run_check(*args, cwd):
     )
 
 
+@pytest.mark.slow
 def test_check_command_on_a_per_object_root(broken_root, tmp_path):
     root, cheap, deep = broken_root
     result = run_check("data=objects", f"data.root={root}", "deep=true", cwd=tmp_path)

@@ -137,6 +137,7 @@ def test_moved_keys_name_a_key_that_exists_and_are_refused_in_one_line(tmp_path)
         compose("train", ["+model.lr=1"])
 
 
+@pytest.mark.slow
 def test_an_old_spelling_on_the_command_line_is_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "HYDRA_FULL_ERROR": "0"}
     result = subprocess.run(

@@ -11,6 +11,9 @@ import pytest
 
 from amodal_lightning.run.openmp import OMP_SPIN_SETTINGS, apply_spin_settings
 
+# Each test starts fresh interpreters that import torch.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 ENTRY_POINTS = (
