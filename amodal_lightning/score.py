@@ -27,12 +27,12 @@ from amodal_lightning.data import coco_formats
 from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
 from amodal_lightning.data.coco_export import read_results
 from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.inference.instance_evaluation import format_instance_table
 from amodal_lightning.metrics.objects import (
     CONVEX_HULL,
     VISIBLE_MASK,
     InstanceMetrics,
     convex_hull_masks,
-    format_instance_table,
     visible_as_prediction,
 )
 from amodal_lightning.run.command_line import entry_point
