@@ -13,7 +13,14 @@ them into a batch. Which keys a sample has is the task's choice (:mod:`amodal_li
     OBJECT     "object"     int64   (B,)      instance: object index within its image
     BOX        "box"        int64   (B,3)     instance: crop box (top, left, side) in the image's pixels
     IMAGE_ID   "image_id"   list[str]         id of the image each sample comes from
+
+:func:`image_tensor` and :func:`mask_tensor` turn a source's numpy pixels into these canonical tensors.
 """
+
+from __future__ import annotations
+
+import numpy as np
+import torch
 
 IMAGE = "image"
 OCCLUSION = "occlusion"
@@ -30,3 +37,13 @@ SPATIAL_KEYS = (IMAGE, OCCLUSION, TARGET, VISIBLE, OCCLUDERS, WHOLE)
 # Keys of RGB maps (the others are masks): what a cache may keep as 8-bit pixels.
 RGB_KEYS = (IMAGE, WHOLE)
 PIXEL_MAX = 255.0
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 RGB (H,W,3) -> canonical float RGB (3,H,W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(PIXEL_MAX)
+
+
+def mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """bool mask (H,W) -> canonical float mask (1,H,W) in {0, 1}."""
+    return torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)

@@ -24,7 +24,6 @@ from typing import Any
 
 import lightning as L
 
-from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
 from amodal_lightning.compat.sas import (
     SAS_DEFAULT_FLAGS,
     infer_sas_flags,
@@ -36,8 +35,9 @@ from amodal_lightning.compat.sas_args import parse_flag_value, read_sas_args
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.run.checkpoint_io import atomic_torch_save
-from amodal_lightning.run.checkpoints import STATE_DICT_KEY
+from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
 from amodal_lightning.run.config import user_errors_as_one_line
+from amodal_lightning.task_config import LAYERS_TASK, TARGET_KEY
 
 NET_PREFIX = "net."
 # SAS's training defaults for what a converted checkpoint needs to start a run (scripts/train.py).
@@ -116,7 +116,7 @@ def sas_module_hparams(flags: dict) -> dict:
             "loss_type": "hybrid",
             "timestep_sampling": "uniform",
         },
-        "task": {"name": "sequential_layers", "convention": "sas"},
+        "task": {TARGET_KEY: LAYERS_TASK, "convention": "sas"},
         "optimizer": {
             "lr": float(flags.get("lr", NOT_IN_WEIGHTS["lr"])),
             "weight_decay": float(flags.get("weight_decay", NOT_IN_WEIGHTS["weight_decay"])),

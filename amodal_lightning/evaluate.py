@@ -1,10 +1,11 @@
 """Evaluate a checkpoint: ``python -m amodal_lightning.evaluate ckpt_path=PATH [data=sas data.root=DIR]``.
 
 A thin Hydra entry point: load the checkpoint, pick the data (the checkpoint's own, or a named data group), run
-the evaluator of the checkpoint's task over the split at the data's own resolution, print the metrics table with
-its reference rows, and write ``metrics.json`` and a per-image (layer task,
-:class:`~amodal_lightning.inference.evaluation.LayerEvaluator`) or per-object (instance task,
-:class:`~amodal_lightning.inference.instance_evaluation.InstanceEvaluator`) CSV.
+the evaluator of the checkpoint's task (``task.evaluator(...)``, :class:`~amodal_lightning.inference.base.Evaluator`)
+over the split at the data's own resolution, print the metrics table with its reference rows, and write
+``metrics.json``, one row per image or per object (``per_image.csv`` for the layer task, ``per_object.csv`` for the
+per-object tasks) and, where the task's outputs are objects, ``results.json`` (the predictions as a results file
+``score`` reads).
 """
 
 from __future__ import annotations
@@ -21,27 +22,24 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from amodal_lightning.data.coco_export import amodal_result, write_results
+from amodal_lightning.data.coco_export import write_results
 from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.inference.evaluation import LayerEvaluator, format_table, write_rows
-from amodal_lightning.inference.instance import InstanceInference
-from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
+from amodal_lightning.inference.base import REFERENCE_MODEL
+from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
-from amodal_lightning.metrics.objects import REFERENCE_MODEL, VOTE, format_instance_table
+from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import instantiate_at, to_container, user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
-PER_IMAGE_FILE = "per_image.csv"
-PER_OBJECT_FILE = "per_object.csv"
-# The per-object predictions as a results file `score` reads (RLE amodal masks keyed by image and annotation id).
+# One row per image or per object, as the task's evaluator scores them.
+ROWS_FILE = "per_{unit}.csv"
+# The predictions as a results file `score` reads (RLE amodal masks keyed by image and annotation id), where the
+# task's outputs are objects.
 RESULTS_FILE = "results.json"
-# Whole images handed to the per-object evaluator at once (its passes hold inference.batch_size objects).
-IMAGES_PER_UPDATE = 32
 TARGET_KEY = "_target_"
 FOLDER_COLLECTIONS = tuple(collection for _, collection in FOLDER_SOURCES.values())
 # Keys evaluate.yaml itself puts under `data` (for a named group); anything else needs a named group.
@@ -96,108 +94,76 @@ def evaluate(cfg: DictConfig) -> dict:
     # The data group does not read the model's size; the checkpoint gives it.
     data["image_size"] = loaded.image_size
     data["task"] = task_config(loaded.module)
-    datamodule = instantiate_at(OmegaConf.create({"data": data}), "data")
+    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
+    datamodule = instantiate_at(OmegaConf.create({"data": data}), "data", _recursive_=False)
     collection = native_resolution(datamodule.scenes(cfg.split))
     count = len(collection) if num_images is None else min(num_images, len(collection))
+    where = data.get("root") or data.get("annotations") or data.get("source")
     if count == 0:
         raise DataError(
-            f"split={cfg.split}: no image to evaluate in {data.get('root') or data.get('source')} "
+            f"split={cfg.split}: no image to evaluate in {where} "
             "(check data.val_fraction / data.test_fraction, or choose another split)"
         )
+    task = loaded.module.task
+    inference = task.inference(loaded.module, settings, loaded.image_size)
+    evaluator = task.evaluator(inference, collection, count, teacher_forced=bool(cfg.teacher_forced))
+    if not any(evaluator.scores(collection, i) for i in range(count)):
+        raise DataError(f"{where}: no image with {evaluator.needs} to evaluate a {task.name} model on")
+    reference = _reference(cfg.get("reference_ckpt"), device, settings, evaluator, collection, count)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    if loaded.module.task.crops_objects:
-        reference = _reference_model(cfg.get("reference_ckpt"), device)
-        metrics, rows, results = _evaluate_objects(loaded, settings, collection, count, data, int(cfg.seed), reference)
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    # The same noise as the model's: a model evaluated against itself gives its own row.
+    reference_generator = torch.Generator().manual_seed(int(cfg.seed))
+    log.info("Evaluating %d image(s) of split %s on %s", count, cfg.split, inference.device)
+    rows, results = [], None
+    for evaluated in evaluator.updates(collection, generator, count=count):
+        rows += evaluated.rows
+        batch_results = evaluator.results(evaluated)
+        if batch_results is not None:
+            results = (results or []) + batch_results
+        if reference is not None:
+            reference.update(evaluated.images, reference_generator)
+    metrics = evaluator.compute()
+    if reference is not None:
+        metrics[REFERENCE_MODEL] = reference.compute()[reference.read_out]
+    print(evaluator.table(metrics))
+    if results is not None:
         write_results(results, output / RESULTS_FILE)
-        rows_file = PER_OBJECT_FILE
-    else:
-        metrics, rows = _evaluate_layers(loaded, settings, collection, count, cfg)
-        rows_file = PER_IMAGE_FILE
+    rows_file = output / ROWS_FILE.format(unit=evaluator.unit)
     report = {
         "checkpoint": str(Path(cfg.ckpt_path).resolve()),
-        "task": loaded.module.task.name,
+        "task": task.name,
         "data": data,
         "split": cfg.split,
         "device": str(device),
         "inference": settings.as_dict(),
-        "teacher_forced": bool(cfg.teacher_forced) and not loaded.module.task.crops_objects,
+        "teacher_forced": evaluator.teacher_forced,
         "seed": int(cfg.seed),
         "metrics": metrics,
         "seconds": round(time.perf_counter() - started, 3),
     }
     (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
-    write_rows(output / rows_file, rows)
-    log.info("Wrote %s and %s", output / METRICS_FILE, output / rows_file)
+    write_rows(rows_file, rows)
+    log.info("Wrote %s and %s", output / METRICS_FILE, rows_file)
     return report
 
 
-def _reference_model(path, device):
-    """The checkpoint of ``reference_ckpt``, a per-object model, or None; anything else is one line."""
+def _reference(path, device, settings, evaluator, collection: ImageCollection, count: int):
+    """The evaluator of the ``reference_ckpt`` model (its read-out is the ``reference_model`` row), or None; a model
+    whose outputs are of another kind than the evaluated model's is one line."""
     if path is None:
         return None
     reference = load_for_inference(path, device)
-    if not reference.module.task.crops_objects:
+    task = reference.module.task
+    inference = task.inference(reference.module, settings, reference.image_size)
+    reference_evaluator = task.evaluator(inference, collection, count)
+    if reference_evaluator.kind != evaluator.kind:
         raise ConfigError(
-            f"reference_ckpt={path}: a {reference.module.task.name} model; the reference row needs a per-object "
-            "(task=instance or gestalt) checkpoint"
+            f"reference_ckpt={path}: a {task.name} model, whose outputs are {reference_evaluator.kind}; the reference "
+            f"row needs a model whose outputs are {evaluator.kind}, as ckpt_path's are"
         )
-    return reference
-
-
-def _evaluate_objects(
-    loaded, settings, collection, count: int, data: dict, seed: int, reference=None
-) -> tuple[dict, list, list]:
-    """The instance task's rows over the first ``count`` images (and the ``reference`` model's vote as the
-    ``reference_model`` row); prints their table. Returns the metrics, one row per object and the predictions as
-    results entries."""
-    inference = InstanceInference(loaded.module, settings, loaded.image_size)
-    reference_evaluator = None
-    if reference is not None:
-        reference_inference = InstanceInference(reference.module, settings, reference.image_size)
-        reference_evaluator = InstanceEvaluator(reference_inference)
-        # The same noise as the model's: a model evaluated against itself gives its own row.
-        reference_generator = torch.Generator().manual_seed(seed)
-    if not any(collection.num_objects(i) for i in range(count)):
-        raise DataError(
-            f"{data.get('root') or data.get('source')}: no per-object visible masks to evaluate a per-object "
-            "(task=instance) model on"
-        )
-    evaluator = InstanceEvaluator(inference)
-    generator = torch.Generator().manual_seed(seed)
-    log.info("Evaluating the objects of %d image(s) on %s", count, inference.device)
-    rows, results = [], []
-    for start in range(0, count, IMAGES_PER_UPDATE):
-        images = [collection[i] for i in range(start, min(start + IMAGES_PER_UPDATE, count))]
-        predictions, image_rows = evaluator.update(images, generator)
-        rows += image_rows
-        if reference_evaluator is not None:
-            reference_evaluator.update(images, reference_generator)
-        for image, prediction in zip(images, predictions):
-            ids = range(image.num_objects) if image.object_ids is None else image.object_ids
-            results += [amodal_result(image.image_id, k, mask) for k, mask in zip(ids, prediction.amodal)]
-    metrics = evaluator.compute()
-    if reference_evaluator is not None:
-        metrics[REFERENCE_MODEL] = reference_evaluator.compute()[VOTE]
-    print(format_instance_table(metrics))
-    return metrics, rows, results
-
-
-def _evaluate_layers(loaded, settings, collection, count: int, cfg: DictConfig) -> tuple[dict, list[dict]]:
-    """The layer task's rows over the first ``count`` images; prints their table."""
-    inference = SequentialInference(loaded.module, settings)
-    max_true = max(collection.num_samples(i) - 1 for i in range(count))
-    evaluator = LayerEvaluator(inference, loaded.image_size, max_true, teacher_forced=bool(cfg.teacher_forced))
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    log.info("Evaluating %d image(s) of split %s on %s", count, cfg.split, inference.device)
-    rows = []
-    batch_size = inference.config.batch_size
-    for start in range(0, count, batch_size):
-        images = [collection[i] for i in range(start, min(start + batch_size, count))]
-        rows += [result.row() for result in evaluator.update(images, generator)]
-    metrics = evaluator.compute()
-    print(format_table(metrics))
-    return metrics, rows
+    return reference_evaluator
 
 
 @entry_point("evaluate")

@@ -32,13 +32,13 @@ from amodal_lightning.data.coco_export import read_results
 from amodal_lightning.data.detections import read_result_list
 from amodal_lightning.data.instance_truth import read_instance_truth
 from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.inference.instance_evaluation import format_instance_table
 from amodal_lightning.metrics.ap import AISFORMER_VISIBLE_RATIOS, AUTO, format_ap_table, instance_ap
 from amodal_lightning.metrics.objects import (
     CONVEX_HULL,
     VISIBLE_MASK,
     InstanceMetrics,
     convex_hull_masks,
-    format_instance_table,
     visible_as_prediction,
 )
 from amodal_lightning.run.command_line import entry_point

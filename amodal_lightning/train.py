@@ -75,8 +75,9 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     resolve_task(cfg)
     resolve_model_inputs(cfg)
     drop_unbuilt_entries(cfg)
-    datamodule = instantiate_at(cfg, "data")
-    module = instantiate_at(cfg, "model.module")
+    # Both hold the task's config, which each builds itself (amodal_lightning.task_config): Hydra must not.
+    datamodule = instantiate_at(cfg, "data", _recursive_=False)
+    module = instantiate_at(cfg, "model.module", _recursive_=False)
     callbacks = _instantiate_group(cfg, "callbacks")
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.append(BadSamples(cfg.paths.checkpoint_dir))

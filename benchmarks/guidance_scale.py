@@ -30,7 +30,6 @@ apply_spin_settings()  # before torch loads OpenMP, which reads its wait setting
 import torch
 
 from amodal_lightning.inference.instance import InstanceInference
-from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.metrics.objects import VISIBLE_MASK, VOTE
 from amodal_lightning.run.config import compose, user_errors_as_one_line
 from benchmarks.instance_throughput import objects_to_benchmark
@@ -44,7 +43,7 @@ COLUMNS = ("miou", "occluded_miou", "psnr", "psnr_hidden", "ssim", "ssim_hidden"
 
 def scored(inference: InstanceInference, images, seed: int) -> tuple[dict, float]:
     """The metrics of every row over ``images`` and the seconds of the prediction."""
-    evaluator = InstanceEvaluator(inference)
+    evaluator = inference.module.task.evaluator(inference, images)
     started = time.perf_counter()
     predictions = inference.predict(images, torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - started
@@ -66,7 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows, reference = [], None
         for scale in args.scales:
             progress(f"guidance scale {scale:g}")
-            inference = InstanceInference(loaded.module, replace(settings, guidance_scale=scale), loaded.image_size)
+            inference = loaded.module.task.inference(
+                loaded.module, replace(settings, guidance_scale=scale), loaded.image_size
+            )
             metrics, seconds = scored(inference, images, int(cfg.seed))
             reference = metrics[VISIBLE_MASK]
             rows.append({"scale": scale, "seconds": seconds, **{c: metrics[VOTE].get(c) for c in COLUMNS}})

@@ -36,7 +36,6 @@ from omegaconf import OmegaConf
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.evaluate import data_config, native_resolution, task_config
 from amodal_lightning.inference.instance import InstanceInference
-from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
@@ -50,26 +49,31 @@ ONE_AT_A_TIME = 1
 
 
 def objects_to_benchmark(cfg, need: str = "task=instance"):
-    """The checkpoint of ``cfg.ckpt_path`` (a per-object model), the first ``cfg.num_images`` images of its split at
-    their own resolution, the inference settings and the device: ``(loaded, images, settings, device)``."""
+    """The checkpoint of ``cfg.ckpt_path`` (a model whose outputs are objects), the first ``cfg.num_images`` images of
+    its split at their own resolution, the inference settings and the device: ``(loaded, images, settings,
+    device)``."""
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
-    if not loaded.module.task.crops_objects:
+    settings = InferenceConfig.from_mapping(to_container(cfg.inference))
+    task = loaded.module.task
+    if not isinstance(task.inference(loaded.module, settings, loaded.image_size), InstanceInference):
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path}: a {loaded.module.task.name} model; this benchmark needs a {need} checkpoint"
+            f"ckpt_path={cfg.ckpt_path}: a {task.name} model, whose outputs are not objects; this benchmark "
+            f"measures per-object completion and needs a {need} checkpoint"
         )
     data = {**data_config(cfg, loaded.run_config), "image_size": loaded.image_size, "task": task_config(loaded.module)}
-    collection = native_resolution(instantiate(OmegaConf.create(data), _convert_="all").scenes(cfg.split))
+    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
+    datamodule = instantiate(OmegaConf.create(data), _convert_="all", _recursive_=False)
+    collection = native_resolution(datamodule.scenes(cfg.split))
     count = min(int(cfg.num_images or len(collection)), len(collection))
     if count == 0:
         raise DataError(f"split={cfg.split}: no image to benchmark on")
-    settings = InferenceConfig.from_mapping(to_container(cfg.inference))
     return loaded, [collection[i] for i in range(count)], settings, device
 
 
 def timed(inference: InstanceInference, images, seed: int) -> dict:
     """Predict and score every object of ``images``; the seconds of the prediction alone and the vote's metrics."""
-    evaluator = InstanceEvaluator(inference)
+    evaluator = inference.module.task.evaluator(inference, images)
     generator = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
     predictions = inference.predict(images, generator)
@@ -105,11 +109,12 @@ def main(argv: list[str] | None = None) -> dict:
         count = len(images)
         machine = machine_info(device)
         progress("warming up")
-        InstanceInference(loaded.module, replace(settings, steps=2), loaded.image_size).predict(images[:1])
+        task = loaded.module.task
+        task.inference(loaded.module, replace(settings, steps=2), loaded.image_size).predict(images[:1])
         rows = []
         for batch_size in (ONE_AT_A_TIME, *args.batch_sizes):
             progress(f"timing batch size {batch_size}")
-            inference = InstanceInference(loaded.module, replace(settings, batch_size=batch_size), loaded.image_size)
+            inference = task.inference(loaded.module, replace(settings, batch_size=batch_size), loaded.image_size)
             rows.append({"batch_size": batch_size, **timed(inference, images, int(cfg.seed))})
         baseline = rows[0]["objects_per_second"]
         for row in rows:

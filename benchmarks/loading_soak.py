@@ -371,7 +371,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     image_size = resolve_model_inputs(cfg)
     scene_size = args.scene_size or image_size
     written = prepare_root(args.root, args.images, scene_size)
-    datamodule = instantiate_at(cfg, "data")
+    datamodule = instantiate_at(cfg, "data", _recursive_=False)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     samples_per_epoch = len(loader.dataset)

@@ -47,6 +47,7 @@ from amodal_lightning.errors import DataError
 from amodal_lightning.evaluate import data_config, native_resolution
 from amodal_lightning.inference.ensemble import SAS
 from amodal_lightning.inference.evaluation import EMPTY, SEQUENTIAL, TEACHER_FORCED, VISIBLE_ORACLE, LayerEvaluator
+from amodal_lightning.inference.layers import LayerInference
 from amodal_lightning.inference.loading import LoadedModel, load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
 from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
@@ -152,7 +153,8 @@ def set_up(cfg: DictConfig) -> Bench:
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
     data = data_config(cfg, loaded.run_config)
-    datamodule = instantiate(OmegaConf.create(data), _convert_="all")
+    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
+    datamodule = instantiate(OmegaConf.create(data), _convert_="all", _recursive_=False)
     collection = native_resolution(datamodule.scenes(cfg.split))
     count = len(collection) if cfg.num_images is None else min(int(cfg.num_images), len(collection))
     if count == 0:
@@ -173,8 +175,9 @@ def set_up(cfg: DictConfig) -> Bench:
 
 def warm_up(bench: Bench) -> None:
     """One untimed two-step layer, so that lazy initialisation is charged to neither procedure."""
-    inference = SequentialInference(bench.loaded.module, InferenceConfig(steps=WARMUP_STEPS, max_layers=1))
-    evaluator = LayerEvaluator(inference, bench.loaded.image_size, bench.max_true_layers, teacher_forced=False)
+    config = InferenceConfig(steps=WARMUP_STEPS, max_layers=1)
+    inference = LayerInference(bench.loaded.module, config, bench.loaded.image_size)
+    evaluator = LayerEvaluator(inference, bench.max_true_layers, teacher_forced=False)
     evaluator.update(bench.images[:1], torch.Generator().manual_seed(0))
 
 
@@ -263,15 +266,16 @@ def run(bench: Bench, inference: TimedInference, teacher_forced: bool, images_pe
     Returns the settings, the seconds of sequential prediction per image, the mean number of predicted layers
     (the cost driver of both procedures) and the evaluator's metrics.
     """
-    evaluator = LayerEvaluator(inference, bench.loaded.image_size, bench.max_true_layers, teacher_forced=teacher_forced)
+    timed = LayerInference(bench.loaded.module, inference.config, bench.loaded.image_size, sequential=inference)
+    evaluator = LayerEvaluator(timed, bench.max_true_layers, teacher_forced=teacher_forced)
     generator = torch.Generator().manual_seed(int(bench.cfg.seed))
     layers = []
     count = len(bench.images)
     images_per_call = min(images_per_call, count)
     progress(f"[{inference.label}] {count} image(s), {images_per_call} per call")
     for start in range(0, count, images_per_call):
-        results = evaluator.update(bench.images[start : start + images_per_call], generator)
-        layers += [len(result.layers) for result in results]
+        evaluated = evaluator.update(bench.images[start : start + images_per_call], generator)
+        layers += [len(result.layers) for result in evaluated.predictions]
         progress(f"[{inference.label}] {len(layers)}/{count} image(s), {inference.seconds:.1f} s of sampling so far")
     return {
         "label": inference.label,

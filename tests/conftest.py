@@ -57,7 +57,7 @@ TINY_TRAIN = (
     "trainer.max_steps=2",
     "+trainer.num_sanity_val_steps=0",
     "model.module.validation.inference.steps=2",
-    "callbacks.layer_panel.inference.steps=2",
+    "callbacks.panel.inference.steps=2",
     "logger=csv",
 )
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import lightning as L
 import yaml
 
-RUN_CONFIG_KEY = "run_config"
+from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY
+
 RUN_CONFIG_FILE = "config.yaml"
 
 

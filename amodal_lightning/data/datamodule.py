@@ -48,8 +48,8 @@ from amodal_lightning.data.object_folders import ObjectFolderImages
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import IDENTITY, ORIENTATION_SETS, check_orientations, orient
-from amodal_lightning.tasks import build_task
-from amodal_lightning.tasks.gestalt import WHOLE_SOURCES
+from amodal_lightning.task_config import build_task
+from amodal_lightning.whole_appearance import WHOLE_SOURCES
 
 __all__ = [
     "BATCH_KEYS",
@@ -164,8 +164,9 @@ class LayeredAmodalDataModule(L.LightningDataModule):
         include_stuff: keep COCOA's stuff regions (annotation-file sources).
         min_visible_pixels: leave out objects whose visible part has fewer pixels (annotation-file sources).
         cache_size: decoded images each loader keeps (annotation-file sources; 0: none).
-        task: the task's config (``name`` and its options, see :mod:`amodal_lightning.tasks`): which samples an
-            image gives; None is the layer task. ``front_layer_repeats`` applies to the layer task only.
+        task: the task's config (``_target_`` and its options, see :mod:`amodal_lightning.task_config`): which
+            samples an image gives; None is the layer task. ``front_layer_repeats`` applies where the task's first
+            sample of an image is its front layer (the layer task).
     """
 
     def __init__(
@@ -232,8 +233,7 @@ class LayeredAmodalDataModule(L.LightningDataModule):
                 "[0, 1] summing to at most 1"
             )
         check_orientations(augment_orientations, "augment_orientations")
-        task = {key: value for key, value in dict(task or {}).items() if key != "convention"}
-        self.task = build_task(**task, image_size=int(image_size))
+        self.task = build_task(task, image_size=int(image_size))
         self.source = source
         self.augment_orientations = augment_orientations
         self.image_size = int(image_size)
@@ -353,12 +353,12 @@ class LayeredAmodalDataModule(L.LightningDataModule):
     @property
     def _load_size(self) -> int | None:
         """Size images are loaded at: the model's for whole-image tasks; their own for tasks that crop objects."""
-        return None if self.task.crops_objects else self.image_size
+        return self.task.load_size(self.image_size)
 
     def _task_dataset(self, split: str) -> TaskDataset:
-        repeats = self.front_layer_repeats if not self.task.crops_objects else 1
-        # Crops of scenes held in memory cost more to make than to keep: each is made once.
-        cache = self.source == "synthetic" and self.task.crops_objects
+        repeats = self.front_layer_repeats if self.task.repeats_front_layer else 1
+        # Samples of scenes held in memory may cost more to make than to keep (crops): the task says.
+        cache = self.source == "synthetic" and self.task.caches_samples
         dataset = TaskDataset(
             self._collection(split),
             self.task,

@@ -20,7 +20,17 @@ import torch
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, PIXEL_MAX, RGB_KEYS, TARGET
+from amodal_lightning.batch import (
+    IMAGE,
+    IMAGE_ID,
+    LAYER,
+    OCCLUSION,
+    PIXEL_MAX,
+    RGB_KEYS,
+    TARGET,
+    image_tensor,
+    mask_tensor,
+)
 from amodal_lightning.data import sas_folders
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import DataError
@@ -42,16 +52,6 @@ LOADER_EPOCH = "epoch"
 LOADER_POSITION = "position"
 LOADER_BATCH_SIZE = "batch_size"
 LOADER_PROCESSES = "processes"
-
-
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 RGB (H,W,3) -> canonical float RGB (3,H,W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(PIXEL_MAX)
-
-
-def mask_tensor(mask: np.ndarray) -> torch.Tensor:
-    """bool mask (H,W) -> canonical float mask (1,H,W) in {0, 1}."""
-    return torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0)
 
 
 def to_sample(image: np.ndarray, occlusion: np.ndarray, target: np.ndarray, layer: int, image_id: str) -> dict:
@@ -181,12 +181,10 @@ class TaskDataset(Dataset):
     """
 
     def __init__(
-        self, images: ImageCollection, task=None, front_repeats: int = 1, cache: bool = False, skip_bad: bool = False
+        self, images: ImageCollection, task, front_repeats: int = 1, cache: bool = False, skip_bad: bool = False
     ):
-        from amodal_lightning.tasks import SequentialLayersTask
-
         self.images = images
-        self.task = task if task is not None else SequentialLayersTask()
+        self.task = task
         counts = np.array([self.task.num_samples(images, i) for i in range(len(images))], dtype=np.int64)
         image_index = np.repeat(np.arange(len(images)), counts)
         # Position of each flat sample within its image's run of samples.
@@ -263,11 +261,6 @@ def _expand(sample: dict) -> dict:
             value = value.float().div_(PIXEL_MAX) if key in RGB_KEYS else value.float()
         out[key] = value
     return out
-
-
-def LayerDataset(images: ImageCollection, front_layer_repeats: int = 1) -> TaskDataset:  # noqa: N802 - a shorthand
-    """One sample per (image, layer), each image's terminal empty layer included (as in SAS)."""
-    return TaskDataset(images, None, front_layer_repeats)
 
 
 class EpochSampler(DistributedSampler):

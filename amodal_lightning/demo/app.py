@@ -111,14 +111,10 @@ def build_app(
         offered = f"0..{len(scenes) - 1}" if scenes else "none: no test scene is offered"
         raise ConfigError(f"open_scene={open_scene}: expected a test scene index ({offered}; scenes={len(scenes)})")
     source = Path(str(model.loaded.path)).name
-    # Each object (or layer) takes `per_object` cells of the samples gallery: its samples, then their uncertainty
+    # Each object (or layer) takes `cells_each` cells of the samples gallery: its samples, then their uncertainty
     # (or the whole object); two objects a row.
-    per_object = min(model.samples_shown, model.inference.config.ensemble_size) + 1
-    what = (
-        "completes the objects you mark"
-        if model.per_object
-        else "predicts the layers of an image (marks pick objects in them)"
-    )
+    cells_each = min(model.samples_shown, model.inference.config.ensemble_size) + 1
+    wording = model.inference.wording
 
     def marked(image: np.ndarray, marks: np.ndarray, note: str = ""):
         """The marks, the image to click on and the canvas to paint on (both showing the marks), and a line."""
@@ -191,8 +187,8 @@ def build_app(
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
         gr.Markdown(
-            f"## {title}\n`{source}`: a **{model.task_name}** model on `{model.device}`; it {what}. Pick an image, "
-            "mark objects by clicking on their visible regions or by drawing, then complete them."
+            f"## {title}\n`{source}`: a **{model.task_name}** model on `{model.device}`; it {wording.does}. Pick an "
+            "image, mark objects by clicking on their visible regions or by drawing, then complete them."
         )
         picked = gr.Image(start.get("picked"), visible=False, type="numpy", image_mode="RGB", format=IMAGE_FORMAT)
         marks = gr.Image(start.get("marks"), visible=False, type="numpy", image_mode="L", format=IMAGE_FORMAT)
@@ -238,12 +234,12 @@ def build_app(
                     elem_classes=PIXELATED,
                 )
                 add_drawn = gr.Button("Add the painted mask")
-        run = gr.Button("Complete the marked objects" if model.per_object else "Predict the layers", variant="primary")
+        run = gr.Button(wording.action, variant="primary")
         status = gr.Markdown(start.get("status"), elem_id="status")
         with gr.Row():
             overlay = gr.Image(
                 start.get("overlay"),
-                label="Amodal masks (hidden parts solid)" if model.per_object else "Layers (front first)",
+                label=wording.overlay,
                 interactive=False,
                 format=IMAGE_FORMAT,
                 height=IMAGE_HEIGHT,
@@ -251,7 +247,7 @@ def build_app(
             )
             masks = gr.Gallery(
                 start.get("masks"),
-                label="Amodal masks" if model.per_object else "Layers, or the marked objects in them",
+                label=wording.masks,
                 format=IMAGE_FORMAT,
                 columns=GALLERY_COLUMNS,
                 object_fit="contain",
@@ -262,7 +258,7 @@ def build_app(
             start.get("samples"),
             label="Samples and their uncertainty (bright: the samples disagree)",
             format=IMAGE_FORMAT,
-            columns=OBJECTS_PER_ROW * per_object,
+            columns=OBJECTS_PER_ROW * cells_each,
             object_fit="contain",
             height="auto",
             elem_classes=PIXELATED,
@@ -271,7 +267,7 @@ def build_app(
             start.get("whole") or None,
             label="Whole-object samples",
             format=IMAGE_FORMAT,
-            columns=OBJECTS_PER_ROW * per_object,
+            columns=OBJECTS_PER_ROW * cells_each,
             object_fit="contain",
             height="auto",
             visible=bool(start.get("whole")),

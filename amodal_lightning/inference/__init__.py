@@ -1,6 +1,9 @@
-"""Inference: layer-after-layer prediction with ensembles, its evaluation beside reference rows, and its outputs.
+"""Inference: the generic machinery a task's predictions, evaluation and pictures are built from.
 
-``sequential`` (the component), ``ensemble`` (combination rules), ``evaluation`` (metrics over whole images),
-``resolution`` (model size <-> data size), ``loading`` (checkpoint -> module), ``outputs`` and ``render`` (files
-and pictures).
+``base`` (the :class:`~.base.Inference` and :class:`~.base.Evaluator` interfaces every kind of output implements),
+``layers`` and ``sequential`` (layer-after-layer prediction), ``instance`` (per-object completion: crops, paste-back),
+``members``, ``views`` and ``ensemble`` (drawing and combining an ensemble), ``evaluation`` and
+``instance_evaluation`` (metrics beside reference rows), ``resolution`` (model size <-> data size), ``loading``
+(checkpoint -> module), ``outputs``, ``object_outputs``, ``render`` and ``render_objects`` (files and pictures).
+A task (:mod:`amodal_lightning.tasks`) chooses and composes them.
 """

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 import torch
 
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.metrics.objects import MAJORITY
 
 SAS, VOTE, MEAN = "sas", "vote", "mean"
 COMBINE_RULES = (SAS, VOTE, MEAN)
 # SAS drops a sampled mask (and stops when all are dropped) below 0.25 % foreground.
 DEFAULT_EMPTY_FRACTION = 0.0025
 DEFAULT_THRESHOLD = 0.5
-# Majority: strictly more than this fraction of the members.
-MAJORITY = 0.5
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Evaluating sequential inference on whole images with known layers, beside the two reference rows.
+"""Evaluating layer prediction on whole images with known layers, beside the two reference rows.
 
-:class:`LayerEvaluator` runs :class:`~amodal_lightning.inference.sequential.SequentialInference` on
-:class:`~amodal_lightning.data.datasets.LayeredImage` s, maps the predictions back to each image's own resolution
-and accumulates :class:`~amodal_lightning.metrics.LayerMetrics` for four rows:
+:class:`LayerEvaluator` runs :class:`~amodal_lightning.inference.layers.LayerInference` on
+:class:`~amodal_lightning.data.record.LayeredImage` s, maps the predictions back to each image's own resolution
+and accumulates :class:`~amodal_lightning.metrics.layers.LayerMetrics` for four rows:
 
 ``sequential``       the model's own layers fed back (what a user gets)
 ``teacher_forced``   each layer predicted from the true layers in front of it (optional)
@@ -10,7 +10,9 @@ and accumulates :class:`~amodal_lightning.metrics.LayerMetrics` for four rows:
 ``visible_oracle``   the true visible parts of each layer's objects, what a perfect modal segmenter would give;
                      it scores 0 on hidden parts (only over images whose visible masks are known)
 
-A model's numbers are only read beside the two reference rows. The training callback and ``evaluate`` share it.
+A model's numbers are only read beside the two reference rows. The training panel callback and ``evaluate`` share
+it (the evaluator of the layer task, :class:`~amodal_lightning.inference.base.Evaluator`). This module also holds
+the plain-text table and CSV writers every evaluator's rows go through.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from amodal_lightning.data.datasets import LayeredImage
+from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.inference.base import REFERENCE_MODEL, EvaluatedImages, Evaluator
+from amodal_lightning.inference.render import render_panel
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data, masks_to_model
-from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.masks import union_by_layer
-from amodal_lightning.metrics.layers import LayerMetrics, image_scores, pad_layers
+from amodal_lightning.metrics.layers import ROW_DIGITS, LayerMetrics, image_scores, pad_layers
 
 SEQUENTIAL, TEACHER_FORCED, EMPTY, VISIBLE_ORACLE = "sequential", "teacher_forced", "empty", "visible_oracle"
 ROWS = (SEQUENTIAL, TEACHER_FORCED, EMPTY, VISIBLE_ORACLE)
 REFERENCE_ROWS = {
+    REFERENCE_MODEL: "another layer model's sequential layers on the same images (evaluate reference_ckpt=...)",
     EMPTY: "no layer at all",
     VISIBLE_ORACLE: "the visible parts of each layer's objects (a perfect modal segmenter; 0 on hidden parts)",
 }
@@ -41,7 +46,6 @@ MISSING = "n/a"
 # Width of a printed value: 0.1234.
 VALUE_WIDTH = 6
 ROW_COLUMNS = ("image_id", "true_layers", "predicted_layers", "merges", "miou", "hidden_miou")
-ROW_DIGITS = 6
 
 
 def visible_layers(image: LayeredImage) -> np.ndarray | None:
@@ -101,40 +105,55 @@ def metric_capacity(max_layers: int, max_true_layers: int) -> int:
     return max(int(max_layers), int(max_true_layers) + 1)
 
 
-class LayerEvaluator:
+class LayerEvaluator(Evaluator):
     """Accumulates the four rows (see the module docstring) over images fed to :meth:`update`.
 
     Args:
-        inference: the sequential inference to evaluate.
-        image_size: the model's input size.
+        inference: the layer inference to evaluate.
         max_true_layers: the most layers any evaluated image has (sizes the metric states, which must match
             across processes).
         teacher_forced: also run and score the teacher-forced protocol (one more batched pass per layer).
     """
 
-    def __init__(
-        self, inference: SequentialInference, image_size: int, max_true_layers: int, teacher_forced: bool = True
-    ):
-        self.inference = inference
-        self.image_size = int(image_size)
+    kind = "layers"
+    unit = "image"
+    read_out = SEQUENTIAL
+    needs = "layers (a known depth order of its objects)"
+    unlogged = ("images",)
+
+    def __init__(self, inference, max_true_layers: int, teacher_forced: bool = True):
+        super().__init__(inference)
+        self.image_size = inference.image_size
         self.teacher_forced = teacher_forced
         capacity = metric_capacity(inference.config.max_layers, max_true_layers)
         rows = ROWS if teacher_forced else tuple(r for r in ROWS if r != TEACHER_FORCED)
         self.metrics = {row: LayerMetrics(capacity).to(inference.device) for row in rows}
 
+    def scores(self, collection, index: int) -> bool:
+        """Whether image ``index`` has layers."""
+        return collection.has_layers(index)
+
+    def fits(self, chunk: Sequence[LayeredImage], image: LayeredImage, one_pass: bool) -> bool:
+        """``batch_size`` images an update: the images one sampling pass holds."""
+        return len(chunk) < self.inference.config.batch_size
+
     @torch.no_grad()
-    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> list[ImageResult]:
-        """Predict and score a batch of images; returns their sequential predictions at their own resolution."""
-        if not images:
-            return []
+    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> EvaluatedImages:
+        """Predict and score a batch of images; their sequential predictions at their own resolution
+        (:class:`ImageResult`) and one row per image."""
+        results = self._predict_and_score(list(images), generator) if images else []
+        return EvaluatedImages(list(images), results, [result.row() for result in results])
+
+    def _predict_and_score(self, images: list[LayeredImage], generator: torch.Generator | None) -> list[ImageResult]:
         size, device = self.image_size, self.inference.device
+        sequential_inference = self.inference.sequential
         model_images = torch.stack([image_to_model(im.image, size) for im in images])
-        sequential = self.inference.predict(model_images, generator)
+        sequential = sequential_inference.predict(model_images, generator)
         if self.teacher_forced:
             depth = max(im.num_layers for im in images)
             true_model = torch.stack([pad_layers(masks_to_model(im.layers, size)[None], depth)[0] for im in images])
             num_true = torch.tensor([im.num_layers for im in images])
-            forced = self.inference.predict_teacher_forced(model_images, true_model, num_true, generator)
+            forced = sequential_inference.predict_teacher_forced(model_images, true_model, num_true, generator)
         results = []
         for i, im in enumerate(images):
             shape = im.image.shape[:2]
@@ -186,6 +205,20 @@ class LayerEvaluator:
         """Forget every image seen so far."""
         for metric in self.metrics.values():
             metric.reset()
+
+    def table(self, metrics: dict[str, dict[str, float]]) -> str:
+        """The rows as :func:`format_table` prints them."""
+        return format_table(metrics)
+
+    def panel(self, evaluated: Sequence[EvaluatedImages], rows: int) -> Image.Image:
+        """The first ``rows`` images: each image, its true layers, the predicted layers and their uncertainty."""
+        shown = [result for batch in evaluated for result in batch.predictions][:rows]
+        return render_panel(
+            [r.image for r in shown],
+            [r.true_layers for r in shown],
+            [r.layers for r in shown],
+            [r.uncertainty for r in shown],
+        )
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:

@@ -1,6 +1,8 @@
 """Per-object amodal completion of whole images: crop each object, sample an ensemble, paste it back.
 
-:class:`InstanceInference` is what the training callback, ``predict`` and ``evaluate`` share for the instance task.
+:class:`InstanceInference` is the inference of a model whose outputs are objects (the per-object tasks): what
+``predict`` writes (:mod:`.object_outputs`), what the per-object evaluator scores (:mod:`.instance_evaluation`) and
+what the demo completes.
 The objects of several images are cropped (the task's crop rule), sampled together ``batch_size`` objects a pass,
 ``ensemble_size`` members each, and every member is pasted back into its image at the image's own resolution, where
 all metrics are computed. The read-out is the members' majority vote (pix2gestalt's rule); the uncertainty is the
@@ -14,20 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, PIXEL_MAX
 from amodal_lightning.data.record import LayeredImage
-from amodal_lightning.errors import ConfigError
+from amodal_lightning.errors import DataError
+from amodal_lightning.inference.base import Completion, FolderPredictions, Inference, Wording
 from amodal_lightning.inference.members import draw_members, read_members
+from amodal_lightning.inference.object_outputs import predict_object_root
+from amodal_lightning.inference.render_objects import object_pictures
 from amodal_lightning.masks import CropBox, paste_maps, paste_masks
-from amodal_lightning.tasks.gestalt import NEUTRAL_GREY
-from amodal_lightning.tasks.gestalt import RGB_CHANNELS as RGB
+from amodal_lightning.metrics.objects import MAJORITY
+from amodal_lightning.whole_appearance import NEUTRAL_GREY
+from amodal_lightning.whole_appearance import RGB_CHANNELS as RGB
 
-# Majority: strictly more than this fraction of the members.
-MAJORITY = 0.5
+# The id of the image the demo completes.
+DEMO_IMAGE_ID = "demo"
 
 
 @dataclass
@@ -55,34 +62,31 @@ class ObjectPrediction:
         return len(self.amodal)
 
 
-class InstanceInference:
-    """Predicts each object's amodal mask from its visible mask with a trained instance-task module.
+class InstanceInference(Inference):
+    """Predicts each object's amodal mask from its visible mask with a trained per-object module.
 
     Args:
-        module: an :class:`~amodal_lightning.models.module.AmodalDiffusionModule` whose task crops objects.
+        module: an :class:`~amodal_lightning.models.module.AmodalDiffusionModule` of a per-object task: its task
+            gives ``object_sample(record, obj, size)`` (the object's crop), ``conditioning_keys``,
+            ``conditioning(batch)``, ``include_visible``, and ``generates_appearance`` with ``appearance(sample)``.
         config: the sampling settings (:class:`~amodal_lightning.inference.sequential.InferenceConfig`; its
             layer settings do not apply); ``batch_size`` counts objects per pass.
         image_size: the module's input side (crops are resized to it).
         key: the config path named in errors.
     """
 
-    def __init__(self, module, config, image_size: int, key: str = "inference"):
-        if not getattr(module.task, "crops_objects", False):
-            raise ConfigError(f"ckpt_path: a {module.task.name} model, not a per-object (task=instance or gestalt) one")
-        config.check(module.diffusion.num_timesteps, key, module.task)
-        self.module = module
-        self.config = config
-        self.image_size = int(image_size)
-
-    @property
-    def device(self) -> torch.device:
-        """Where sampling runs: the module's device."""
-        return next(self.module.parameters()).device
+    kind = "objects"
+    wording = Wording(
+        does="completes the objects you mark",
+        action="Complete the marked objects",
+        overlay="Amodal masks (hidden parts solid)",
+        masks="Amodal masks",
+    )
 
     @property
     def has_appearance(self) -> bool:
         """Whether the model generates an appearance besides the mask (the whole-object task)."""
-        return hasattr(self.module.task, "appearance")
+        return bool(self.module.task.generates_appearance)
 
     @torch.no_grad()
     def sample_crops(
@@ -94,7 +98,7 @@ class InstanceInference:
         for start in range(0, len(samples), self.config.batch_size):
             chunk = samples[start : start + self.config.batch_size]
             batch = {key: torch.stack([s[key] for s in chunk]).to(self.device) for key in task.conditioning_keys}
-            raw = draw_members(self.module, task.conditioning_from(batch), self.config, generator)
+            raw = draw_members(self.module, task.conditioning(batch), self.config, generator)
             masks.append(read_members(task, raw)[0].cpu())
             if self.has_appearance:
                 b, k, c, h, w = raw.shape
@@ -159,6 +163,23 @@ class InstanceInference:
                 appearance[:, visible] = image.image[np.nonzero(visible)[1:]] / PIXEL_MAX
         whole = None if appearance is None else read_out_whole(appearance, members, vote)
         return ObjectPrediction(image.image_id, vote, members, uncertainty, boxes, appearance, whole)
+
+    def predict_folder(self, folder: Path, output: Path, generator: torch.Generator | None = None) -> FolderPredictions:
+        """Every object of a per-object root: its amodal mask, hidden part and uncertainty (and appearance) files
+        (:mod:`~amodal_lightning.inference.object_outputs`)."""
+        return predict_object_root(self, folder, output, generator)
+
+    def complete(
+        self, image: np.ndarray, visible: np.ndarray, samples_shown: int, generator: torch.Generator | None = None
+    ) -> Completion:
+        """Each marked object completed from its visible mask, with the other marked objects as its occluder
+        context (the task's own rule)."""
+        if not len(visible):
+            raise DataError("no object marked: click on an object's visible region or draw its mask first")
+        record = LayeredImage(image_id=DEMO_IMAGE_ID, image=image, layers=None, visible=visible)
+        prediction = self.predict([record], generator)[0]
+        overlay, masks, samples, whole = object_pictures(image, visible, prediction, samples_shown)
+        return Completion(overlay, masks, samples, whole, done=f"{len(visible)} object(s) completed")
 
 
 def paste_rgb(colours: np.ndarray, box: CropBox, shape: tuple[int, int]) -> np.ndarray:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import torch
 
-from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
 from amodal_lightning.errors import CheckpointError, ConfigError
 from amodal_lightning.models.module import AmodalDiffusionModule
-from amodal_lightning.run.checkpoints import load_weights, read_checkpoint
+from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, load_weights, read_checkpoint
 
 HPARAMS_KEY = "hyper_parameters"
 AUTO_DEVICE = "auto"

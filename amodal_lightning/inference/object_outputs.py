@@ -11,17 +11,25 @@ and for a whole-object model (``task=gestalt``) also::
     objects/{k}_samples.png      every ensemble member's appearance side by side, cut to the object's crop (RGB)
 
 ``k`` is the object's own id (the ``{k}_visible.png`` it came from). ``{k}_whole.png`` is in the per-object
-layout's own format, so a prediction folder can be read back as a source.
+layout's own format, so a prediction folder can be read back as a source. :func:`predict_object_root` completes
+every object of a per-object root and writes them.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from amodal_lightning.data import object_folders
+from amodal_lightning.data.object_folders import ObjectFolderImages
 from amodal_lightning.data.sas_folders import save_mask
+from amodal_lightning.errors import DataError
+from amodal_lightning.inference.base import FolderPredictions
 from amodal_lightning.inference.render import MAX_VARIANCE
 from amodal_lightning.inference.render_objects import object_overlay
 from amodal_lightning.masks import CropBox, crop_array
@@ -34,6 +42,8 @@ OVERLAY_FILE = "overlay.png"
 WHOLE_FILE = "{k}_whole.png"
 SAMPLES_FILE = "{k}_samples.png"
 GREY_MAX = 255
+
+log = logging.getLogger(__name__)
 
 
 def write_objects(
@@ -65,3 +75,61 @@ def write_objects(
             Image.fromarray(np.round(strip * GREY_MAX).astype(np.uint8)).save(objects / SAMPLES_FILE.format(k=k))
     object_overlay(image, amodal, visible).save(folder / OVERLAY_FILE)
     return folder
+
+
+def predict_object_root(
+    inference, root: Path, output: Path, generator: torch.Generator | None = None
+) -> FolderPredictions:
+    """Every object of a per-object root (``{id}/image.png``, ``{id}/objects/{k}_visible.png``; amodal masks not
+    needed) through a per-object model's ``inference``
+    (:class:`~amodal_lightning.inference.instance.InstanceInference`), each image's files written into
+    ``output/{image_id}/``; an image whose folder or files are malformed is a failure (one line each)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"input={root}: not a folder (a per-object root: {{id}}/image.png, {{id}}/objects/...)")
+    scan = object_folders.scan_object_root(root, require_amodal=False)
+    failures = [{"image_id": p.image_id, "path": p.message.split(": ")[0], "error": p.message} for p in scan.problems]
+    collection = ObjectFolderImages(root, scan.records, image_size=None)
+    output.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "Predicting the objects of %d image(s) from %s on %s into %s", len(collection), root, inference.device, output
+    )
+    entries = []
+    for index in range(len(collection)):
+        started = time.perf_counter()
+        try:
+            image = collection[index]
+        except DataError as err:
+            failures.append({"image_id": collection.image_id(index), "path": str(root), "error": str(err)})
+            continue
+        prediction = inference.predict([image], generator)[0]
+        folder = write_objects(
+            output / image.image_id,
+            image.image,
+            image.object_ids,
+            image.visible,
+            prediction.amodal,
+            prediction.uncertainty,
+            prediction.whole,
+            prediction.appearance,
+            prediction.boxes,
+        )
+        entries.append(
+            {
+                "image_id": image.image_id,
+                "outputs": str(folder),
+                "height": image.image.shape[0],
+                "width": image.image.shape[1],
+                "objects": [
+                    {
+                        "object": int(k),
+                        "visible_pixels": int(image.visible[i].sum()),
+                        "amodal_pixels": int(prediction.amodal[i].sum()),
+                        "hidden_pixels": int((prediction.amodal[i] & ~image.visible[i]).sum()),
+                    }
+                    for i, k in enumerate(image.object_ids)
+                ],
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+        )
+    return FolderPredictions(entries, failures, len(collection) + len(scan.bad_image_ids))

@@ -1,5 +1,6 @@
-"""Pictures of predictions: the evaluation panel (image, true layers, predicted layers, uncertainty) and the
-coloured layer overlay that ``predict`` writes beside each image's masks."""
+"""Pictures of predictions: the evaluation panel (image, true layers, predicted layers, uncertainty), the
+coloured layer overlay that ``predict`` writes beside each image's masks, and the demo's pictures of a layer
+prediction (:func:`layer_pictures`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from amodal_lightning.batch import PIXEL_MAX
+from amodal_lightning.inference.base import Picture
+from amodal_lightning.masks import MASK_FOREGROUND
 
 # Cells are enlarged so a 32 px image is readable; a thin gap separates cells and a wider one the column groups.
 CELL_SIZE = 96
@@ -34,6 +40,8 @@ COLUMN_LABELS = (
     ("predicted layers", "predicted"),
     ("uncertainty", "uncert."),
 )
+# 8-connected parts, as the part-wise merge rule of sequential inference counts them.
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def mask_cell(mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -110,3 +118,63 @@ def overlay(image: np.ndarray, layers: np.ndarray) -> Image.Image:
         mask = layers[k].astype(bool)
         out[mask] = (1 - OVERLAY_ALPHA) * out[mask] + OVERLAY_ALPHA * colour
     return Image.fromarray(out.round().astype(np.uint8))
+
+
+# ------------------------------------------------------------------------------------------------ demo pictures
+
+
+def mask_picture(mask: np.ndarray) -> np.ndarray:
+    """A bool mask (H,W) as a 0/255 grey picture."""
+    return np.asarray(mask, dtype=bool).astype(np.uint8) * MASK_FOREGROUND
+
+
+def rgba_picture(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RGB floats (H,W,3) in [0, 1] with a bool alpha mask (H,W) as an RGBA picture."""
+    colour = (np.clip(rgb, 0.0, 1.0) * PIXEL_MAX).round().astype(np.uint8)
+    return np.concatenate([colour, mask_picture(alpha)[..., None]], axis=-1)
+
+
+def object_in_layers(layers: np.ndarray, mark: np.ndarray) -> tuple[int | None, np.ndarray]:
+    """The layer (K,H,W) that covers most of ``mark`` (H,W), the front one on a tie, and the object there: the
+    layer's 8-connected parts that touch the mark. (None, empty) when no layer touches it."""
+    overlap = (layers & mark).sum(axis=(1, 2)) if len(layers) else np.zeros(0)
+    if not len(overlap) or overlap.max() == 0:
+        return None, np.zeros(mark.shape, dtype=bool)
+    k = int(np.argmax(overlap))
+    parts, _ = ndimage.label(layers[k], structure=EIGHT_CONNECTED)
+    touched = np.unique(parts[mark & layers[k]])
+    return k, np.isin(parts, touched[touched != 0])
+
+
+def layer_pictures(
+    image: np.ndarray,
+    layers: np.ndarray,
+    uncertainty: np.ndarray,
+    members: np.ndarray,
+    visible: np.ndarray,
+    samples_shown: int,
+) -> tuple[np.ndarray, list[Picture], list[Picture]]:
+    """The overlay, masks and samples of a layer prediction: ``layers`` bool (L,H,W), ``uncertainty`` (L,H,W),
+    ``members`` bool (L,K,H,W); the marked objects' masks (each the connected parts, 8-connected, of the layer that
+    covers most of its mark that touch the mark) when ``visible`` (N,H,W) has any, else every layer's."""
+    masks, shown_layers = [], []
+    if len(visible):
+        for i, mark in enumerate(visible):
+            k, mask = object_in_layers(layers, mark)
+            if k is None:
+                masks.append((mask_picture(mask), f"object {i + 1}: in no predicted layer"))
+                continue
+            covered = int((mask & mark).sum()) / max(int(mark.sum()), 1)
+            masks.append(
+                (mask_picture(mask), f"object {i + 1}: layer {k}, {int(mask.sum())} px, {covered:.0%} of its mark")
+            )
+            shown_layers += [k] if k not in shown_layers else []
+    else:
+        masks = [(mask_picture(layer), f"layer {k}: {int(layer.sum())} px") for k, layer in enumerate(layers)]
+        shown_layers = list(range(len(layers)))
+    samples = []
+    for k in shown_layers:
+        for m in range(min(samples_shown, members.shape[1])):
+            samples.append((mask_picture(members[k, m]), f"layer {k}: sample {m + 1}"))
+        samples.append((uncertainty_cell(uncertainty[k]), f"layer {k}: uncertainty"))
+    return np.asarray(overlay(image, layers)), masks, samples

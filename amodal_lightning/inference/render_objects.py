@@ -1,5 +1,5 @@
-"""Pictures of per-object predictions: the panel of the training callback and ``evaluate``, and the overlay that
-``predict`` writes beside each image's object masks."""
+"""Pictures of per-object predictions: the panel of the training callback, the overlay that ``predict`` writes
+beside each image's object masks, and the demo's pictures of a per-object prediction (:func:`object_pictures`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from amodal_lightning.batch import PIXEL_MAX
+from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.inference.render import (
     BACKGROUND,
     CELL_SIZE,
@@ -17,9 +19,14 @@ from amodal_lightning.inference.render import (
     OVERLAY_ALPHA,
     PRED_COLOUR,
     TRUE_COLOUR,
+    Picture,
     mask_cell,
+    mask_picture,
+    rgba_picture,
     uncertainty_cell,
 )
+from amodal_lightning.masks import CropBox, crop_image, crop_map, crop_masks
+from amodal_lightning.whole_appearance import crop_rgb, whole_on_grey
 
 VISIBLE_COLOUR = np.array([240, 240, 240], dtype=np.uint8)
 # Height of the row of column titles above the cells.
@@ -46,6 +53,32 @@ class ObjectCells:
     uncertainty: np.ndarray
     samples: list[np.ndarray] | None = None
     whole_truth: np.ndarray | None = None
+
+
+def object_cells(image: LayeredImage, prediction, obj: int, size: int) -> ObjectCells:
+    """The panel cells of object ``obj`` of ``image``, cut from the image and from its pasted-back ``prediction``
+    (:class:`~amodal_lightning.inference.instance.ObjectPrediction`) by the object's crop, at ``size``."""
+    box = prediction.boxes[obj]
+    truth = None if image.amodal is None else crop_masks(np.asarray(image.amodal[obj], dtype=bool), box, size)
+    samples = whole_truth = None
+    if prediction.appearance is not None:
+        samples = [_rgb_crop(member[obj], box, size) for member in prediction.appearance]
+        if image.whole is not None:
+            whole_truth = _rgb_crop(whole_on_grey(np.asarray(image.whole[obj])), box, size)
+    return ObjectCells(
+        samples=samples,
+        whole_truth=whole_truth,
+        image=crop_image(image.image, box, size),
+        visible=crop_masks(np.asarray(image.visible[obj], dtype=bool), box, size),
+        predicted=crop_masks(prediction.amodal[obj], box, size),
+        truth=truth,
+        uncertainty=crop_map(prediction.uncertainty[obj], box, size),
+    )
+
+
+def _rgb_crop(rgb: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """Float RGB (H,W,3) in [0, 1] -> its crop, uint8 (size, size, 3)."""
+    return np.round(crop_rgb(rgb, box, size).permute(1, 2, 0).numpy() * PIXEL_MAX).astype(np.uint8)
 
 
 def render_object_panel(objects: Sequence[ObjectCells]) -> Image.Image:
@@ -96,3 +129,29 @@ def object_overlay(image: np.ndarray, amodal: np.ndarray, visible: np.ndarray) -
         out[shown] = (1 - OVERLAY_ALPHA) * out[shown] + OVERLAY_ALPHA * colour
         out[hidden] = colour
     return Image.fromarray(out.round().astype(np.uint8))
+
+
+def object_pictures(
+    image: np.ndarray, visible: np.ndarray, prediction, samples_shown: int
+) -> tuple[np.ndarray, list[Picture], list[Picture], list[Picture]]:
+    """The overlay, masks, samples and whole-object samples of a per-object prediction (``amodal`` (N,H,W),
+    ``members`` (K,N,H,W), ``uncertainty`` (N,H,W), optionally ``appearance`` and ``whole``)."""
+    amodal, members = np.asarray(prediction.amodal, dtype=bool), np.asarray(prediction.members, dtype=bool)
+    masks, samples, whole = [], [], []
+    for i in range(len(amodal)):
+        hidden = int((amodal[i] & ~visible[i]).sum())
+        masks.append(
+            (mask_picture(amodal[i]), f"object {i + 1}: amodal mask, {int(amodal[i].sum())} px ({hidden} hidden)")
+        )
+        for m in range(min(samples_shown, len(members))):
+            samples.append((mask_picture(members[m, i]), f"object {i + 1}: sample {m + 1}"))
+        samples.append((uncertainty_cell(prediction.uncertainty[i]), f"object {i + 1}: uncertainty"))
+    appearance = prediction.appearance
+    if appearance is not None:
+        read_out = prediction.whole
+        for i in range(len(amodal)):
+            if read_out is not None:
+                whole.append((np.asarray(read_out[i], dtype=np.uint8), f"object {i + 1}: whole object"))
+            for m in range(min(samples_shown, len(appearance))):
+                whole.append((rgba_picture(appearance[m, i], members[m, i]), f"object {i + 1}: whole sample {m + 1}"))
+    return np.asarray(object_overlay(image, amodal, visible)), masks, samples, whole

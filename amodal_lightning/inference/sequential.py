@@ -20,6 +20,7 @@ from functools import cache
 import torch
 from omegaconf import OmegaConf
 
+from amodal_lightning.batch import IMAGE, OCCLUSION
 from amodal_lightning.diffusion.gaussian import SAMPLERS
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.components import parts_apart_from
@@ -178,7 +179,8 @@ class SequentialInference:
         self, image: torch.Tensor, occlusion: torch.Tensor, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Binarised and continuous (1 = foreground) members (B,N,H,W) of one ensemble per image."""
-        return sample_members(self.module, self.module.task.conditioning(image, occlusion), self.config, generator)
+        batch = {IMAGE: image, OCCLUSION: occlusion}
+        return sample_members(self.module, self.module.task.conditioning(batch), self.config, generator)
 
     @torch.no_grad()
     def sample_layer(

@@ -2,8 +2,8 @@
 
 The amodal mask of a whole-object prediction is scored by the per-object mask metrics
 (:mod:`amodal_lightning.metrics.objects`); its RGB is scored here, at the image's resolution, against the object's
-true whole appearance, both on neutral grey (:func:`~amodal_lightning.tasks.gestalt.whole_on_grey`), over two regions
-of the true masks:
+true whole appearance, both on neutral grey (:func:`~amodal_lightning.whole_appearance.whole_on_grey`), over two
+regions of the true masks:
 
 ``amodal``  the object's whole true extent (its visible part is given, so this rewards keeping it)
 ``hidden``  the true amodal mask minus the visible mask: what had to be invented (objects with no hidden part are
@@ -23,7 +23,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 
 from amodal_lightning.batch import PIXEL_MAX
 from amodal_lightning.metrics.objects import APPEARANCE_COLUMNS
-from amodal_lightning.tasks.gestalt import ALPHA, NEUTRAL_GREY, whole_on_grey
+from amodal_lightning.whole_appearance import ALPHA, NEUTRAL_GREY, whole_on_grey
 
 # An exact match would be infinitely many dB (a solid-colour object filled with its own colour can be exact); 8-bit
 # quantisation noise alone is about 59 dB, so nothing above this cap is a meaningful difference.

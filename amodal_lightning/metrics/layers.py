@@ -27,6 +27,8 @@ EMPTY_IOU = 1.0
 FOREGROUND = 0.5
 # An object lands in a predicted layer that covers at least this share of its visible part (so at most one can).
 PLACED_SHARE = 0.5
+# Digits a per-image or per-object table row keeps of each score.
+ROW_DIGITS = 6
 
 
 def _binary(masks: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,7 @@ import torch
 from torchmetrics import Metric
 
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.ensemble import MAJORITY
-from amodal_lightning.inference.evaluation import ROW_DIGITS, format_metric_rows
-from amodal_lightning.metrics.layers import FOREGROUND, hidden_part_iou, mask_iou
+from amodal_lightning.metrics.layers import FOREGROUND, ROW_DIGITS, hidden_part_iou, mask_iou
 
 # Occlusion-rate edges between the buckets, and the buckets' names (one more than the edges).
 DEFAULT_OCCLUSION_EDGES = (0.15, 0.45)
@@ -48,20 +46,12 @@ MIOU, POOLED_IOU, OCCLUDED_MIOU = "miou", "pooled_iou", "occluded_miou"
 OBJECTS, OBJECTS_OCCLUDED, OBJECTS_UNOCCLUDED = "objects", "objects_occluded", "objects_unoccluded"
 # A per-bucket key: "<metric>/<bucket>".
 BUCKET_SEPARATOR = "/"
-# Reference rows and ensemble read-outs, as row names of format_instance_table.
+# Majority: strictly more than this fraction of the members.
+MAJORITY = 0.5
+# Reference rows and ensemble read-outs, as the evaluation names its rows.
 VOTE, BEST_OF_K, VISIBLE_MASK, CONVEX_HULL = "vote", "best_of_k", "visible_mask", "convex_hull"
-# Another model's majority vote on the same objects (evaluate's reference_ckpt).
-REFERENCE_MODEL = "reference_model"
-REFERENCE_ROWS = {
-    REFERENCE_MODEL: "another per-object model's majority vote on the same objects (evaluate reference_ckpt=...)",
-    VISIBLE_MASK: "the visible mask itself (0 on hidden parts by definition)",
-    CONVEX_HULL: "the filled convex hull of the visible mask",
-    BEST_OF_K: "oracle: per object the ensemble member closest to the truth (needs the truth; not a prediction)",
-}
-TABLE_COLUMNS = (OBJECTS, MIOU, POOLED_IOU, OCCLUDED_MIOU)
 # Whole-object models add the appearance metrics (amodal_lightning.metrics.appearance) after the mask columns.
 APPEARANCE_COLUMNS = ["psnr", "psnr_hidden", "ssim", "ssim_hidden"]
-APPEARANCE_REFERENCE = "; appearance: the visible pixels, the hidden part filled with their mean colour"
 # Columns of object_rows, one row per object for a per-object CSV.
 OBJECT_ROW_COLUMNS = (
     "image_id",
@@ -372,24 +362,3 @@ def member_variance(members: torch.Tensor) -> torch.Tensor:
     _check_members(members)
     share = _binary(members).float().mean(0)
     return share * (1 - share)
-
-
-# ------------------------------------------------------------------------------------------------ printing
-
-
-def format_instance_table(rows: dict[str, dict[str, float]]) -> str:
-    """A plain-text table of :meth:`InstanceMetrics.compute` results: one line per row name, the columns
-    ``objects miou pooled_iou occluded_miou`` and then the ``miou`` of each occlusion bucket; ``n/a`` where a value
-    is missing. A legend of the reference and oracle rows follows."""
-    buckets: list[str] = []
-    for metrics in rows.values():
-        for key in metrics:
-            name, _, bucket = key.partition(BUCKET_SEPARATOR)
-            if name == OBJECTS and bucket and bucket not in buckets:
-                buckets.append(bucket)
-    columns = [*TABLE_COLUMNS, *(f"{MIOU}{BUCKET_SEPARATOR}{b}" for b in buckets)]
-    legend = dict(REFERENCE_ROWS)
-    if any(APPEARANCE_COLUMNS[0] in metrics for metrics in rows.values()):
-        columns += APPEARANCE_COLUMNS
-        legend[VISIBLE_MASK] += APPEARANCE_REFERENCE
-    return format_metric_rows(rows, columns, OBJECTS, legend)

@@ -21,16 +21,6 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NO_GUIDANCE = 1.0
 
 
-def check_dropout(rate, key: str) -> float:
-    """``rate`` as a fraction in [0, 1); anything else is a one-line config error naming ``key``."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ConfigError(
-            f"{key}={rate!r}: expected the fraction of training examples whose conditioning is dropped, "
-            "a number in [0, 1) (0: off; pix2gestalt-style guidance trains with about 0.05-0.1)"
-        )
-    return float(rate)
-
-
 def check_scale(scale, key: str) -> float:
     """``scale`` as a number >= 0; anything else is a one-line config error naming ``key``."""
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0.0:
@@ -44,7 +34,7 @@ def check_scale_for(task, scale, key: str) -> float:
     """``scale`` as a guidance scale a model of ``task`` can honour: >= 0, and other than 1 only for a task trained
     with conditioning dropout (without it the unconditional prediction was never learned); else one line."""
     scale = check_scale(scale, key)
-    if scale != NO_GUIDANCE and not getattr(task, "conditioning_dropout", 0.0):
+    if scale != NO_GUIDANCE and not task.conditioning_dropout:
         raise ConfigError(
             f"{key}={scale:g}: this {task.name} model was trained without conditioning dropout "
             f"(task.conditioning_dropout=0), so it has no unconditional prediction to guide by; use "

@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from amodal_lightning.data.datamodule import TARGET
+from amodal_lightning.batch import TARGET
 from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
@@ -29,7 +29,7 @@ from amodal_lightning.models.guidance import (
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
-from amodal_lightning.tasks import build_task
+from amodal_lightning.task_config import build_task
 
 # The validation's own settings; how it samples is the `inference` entry (an InferenceConfig mapping).
 VALIDATION_DEFAULTS = {"num_batches": 1, "seed": 0}
@@ -61,7 +61,8 @@ class AmodalDiffusionModule(L.LightningModule):
         unet: keyword arguments of :class:`~amodal_lightning.models.unet.UNetModel`.
         diffusion: keyword arguments of :func:`~amodal_lightning.diffusion.build_diffusion` (schedule, steps,
             parameterisation, variance and loss type, timestep sampling), named as SAS's flags.
-        task: ``{"name": ..., "convention": ...}``, see :mod:`amodal_lightning.tasks`.
+        task: the task's config: ``_target_`` (its class), its options and the input ``convention``; built at run
+            time by :func:`amodal_lightning.task_config.build_task` (older checkpoints' ``name`` too).
         optimizer: AdamW settings: ``lr``, ``weight_decay``, ``betas``, ``eps``, and the learning-rate
             ``schedule``: ``constant`` (SAS's), ``cosine`` or ``linear_tail`` (linear warm-up over ``warmup_steps``,
             then a decay to ``min_lr_ratio`` x lr as the step or time budget runs out; ``linear_tail`` holds the
@@ -92,7 +93,7 @@ class AmodalDiffusionModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.performance = _performance_options(performance)
-        self.task = build_task(**task)
+        self.task = build_task(task)
         self.self_condition = _self_condition_rate(self_condition)
         self.diffusion = _named("diffusion", build_diffusion, diffusion)
         unet = _with_input_channels(unet, self.task, self.self_condition, self.diffusion.learns_variance)

@@ -21,6 +21,9 @@ from amodal_lightning.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 STATE_DICT_KEY = "state_dict"
+# Where a checkpoint of ours keeps the resolved config of the run that wrote it (the training config: model size,
+# data), written by the run-config callback and read by inference.
+RUN_CONFIG_KEY = "run_config"
 # Lightning stores these only in checkpoints that can resume training.
 TRAINING_STATE_KEYS = ("optimizer_states", "loops")
 CHECKPOINT_SUFFIX = ".ckpt"

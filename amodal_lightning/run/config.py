@@ -72,8 +72,8 @@ MOVED_KEYS = {
     "model.module.validation.sampler": "model.module.validation.inference.sampler",
     "model.module.validation.eta": "model.module.validation.inference.eta",
     "data.image_size": MODEL_IMAGE_SIZE_KEY,
-    **{f"{panel}.sample_steps": f"{panel}.inference.steps" for panel in _PANEL_SAMPLING},
-    **{f"{panel}.{key}": f"{panel}.inference.{key}" for panel, keys in _PANEL_SAMPLING.items() for key in keys},
+    **{f"{panel}.sample_steps": "callbacks.panel.inference.steps" for panel in _PANEL_SAMPLING},
+    **{f"{panel}.{key}": f"callbacks.panel.inference.{key}" for panel, keys in _PANEL_SAMPLING.items() for key in keys},
 }
 # The key of a command-line override: after any +, ++ or ~ and before =.
 _OVERRIDE_KEY = re.compile(r"^[+~]*([^=@]+)")

@@ -20,7 +20,8 @@ SUMMARY_METRICS = (
     "val_layers/visible_oracle/miou",
 )
 LAST_CHECKPOINT = "last.ckpt"
-LAST_PANEL = "layers_last.png"
+# The evaluation panel's last picture, {kind}_last.png (layers_last.png, objects_last.png).
+LAST_PANEL = "*_last.png"
 EVALUATE_COMMAND = "python -m amodal_lightning.evaluate ckpt_path={ckpt}"
 
 
@@ -31,11 +32,10 @@ def summarise_run(global_step: int, metrics: Mapping[str, float], cfg: DictConfi
     lines.extend(f"  {name:<45} {value:.4f}" for name, value in shown)
     checkpoint = Path(cfg.paths.checkpoint_dir) / LAST_CHECKPOINT
     lines.append(f"  checkpoint: {checkpoint if checkpoint.is_file() else 'none written'}")
-    panel_config = cfg.get("callbacks", {}) and cfg.callbacks.get("layer_panel")
+    panel_config = cfg.get("callbacks", {}) and cfg.callbacks.get("panel")
     panel_dir = panel_config and panel_config.get("dirpath")
-    panel = Path(panel_dir) / LAST_PANEL if panel_dir else None
-    if panel is not None and panel.is_file():
-        lines.append(f"  layer panel: {panel}")
+    for panel in sorted(Path(panel_dir).glob(LAST_PANEL)) if panel_dir else []:
+        lines.append(f"  panel: {panel}")
     if checkpoint.is_file():
         lines.append("Evaluate it with:")
         lines.append("  " + EVALUATE_COMMAND.format(ckpt=checkpoint))

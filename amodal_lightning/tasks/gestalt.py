@@ -6,7 +6,8 @@ appearance and a mask. Samples are the per-object task's crops (:mod:`.instance`
 ground truth is :attr:`~amodal_lightning.data.record.LayeredImage.whole` (the generated scenes render it; the
 per-object layout reads it from ``{k}_whole.png``). The target's channels, in network values, are ``[R, G, B,
 amodal]``: RGB under the convention's mask scaling (the range the diffusion's clamp is built for), so the neutral
-grey is about 0 under the symmetric convention.
+grey is about 0 under the symmetric convention. Its outputs are the per-object task's kind (objects), each with the
+appearance its members generated.
 """
 
 from __future__ import annotations
@@ -14,41 +15,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from amodal_lightning.batch import BOX, PIXEL_MAX, TARGET, VISIBLE, WHOLE
-from amodal_lightning.data.datasets import image_tensor
+from amodal_lightning.batch import BOX, TARGET, VISIBLE, WHOLE, image_tensor
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.masks import CropBox, crop_image, crop_map
-from amodal_lightning.tasks.instance import TASK_KEY, InstanceTask
-
-# The background the object is generated on: mid-grey, the middle of the 8-bit range (so that crops of it stay exact
-# in 8 bits, as the images' do, and cached samples keep it exactly; under the symmetric convention it is 1/255 from 0).
-NEUTRAL_GREY_8BIT = 128
-NEUTRAL_GREY = NEUTRAL_GREY_8BIT / PIXEL_MAX
-RGB_CHANNELS = 3
-ALPHA = 3
-# Where the training data's whole appearances come from, for messages.
-WHOLE_SOURCES = "data=synthetic, or data=objects with a {k}_whole.png beside each {k}_amodal.png"
+from amodal_lightning.masks import CropBox, crop_image
+from amodal_lightning.tasks.base import TASK_KEY
+from amodal_lightning.tasks.conventions import DEFAULT_CONVENTION, InputConvention
+from amodal_lightning.tasks.instance import InstanceTask
+from amodal_lightning.whole_appearance import RGB_CHANNELS, WHOLE_SOURCES, whole_on_grey_8bit
 
 
-def whole_on_grey_8bit(whole: np.ndarray) -> np.ndarray:
-    """Whole appearances, uint8 RGBA (..., H,W,4) -> uint8 RGB (..., H,W,3) over neutral grey (alpha-blended)."""
-    rgb = whole[..., :RGB_CHANNELS].astype(np.float32)
-    alpha = whole[..., ALPHA:].astype(np.float32) / PIXEL_MAX
-    return np.round(rgb * alpha + NEUTRAL_GREY_8BIT * (1.0 - alpha)).astype(np.uint8)
-
-
-def whole_on_grey(whole: np.ndarray) -> np.ndarray:
-    """Whole appearances, uint8 RGBA (..., H,W,4) -> float32 RGB (..., H,W,3) in [0, 1] over neutral grey."""
-    return whole_on_grey_8bit(whole).astype(np.float32) / PIXEL_MAX
-
-
-def crop_rgb(rgb: np.ndarray, box: CropBox, size: int) -> torch.Tensor:
-    """Float RGB (H,W,3) -> the box resized bilinearly, canonical (3, size, size)."""
-    return torch.from_numpy(np.stack([crop_map(rgb[..., c], box, size) for c in range(RGB_CHANNELS)]))
-
-
-class WholeObjectTask(InstanceTask):
+class GestaltTask(InstanceTask):
     """One object's whole appearance and amodal mask from the image and its visible mask (and the other objects').
 
     The options are the per-object task's (:class:`~amodal_lightning.tasks.instance.InstanceTask`), its crops
@@ -61,9 +38,16 @@ class WholeObjectTask(InstanceTask):
     name = "gestalt"
     target_channels = RGB_CHANNELS + 1
     reads_whole = True
+    generates_appearance = True
 
-    def __init__(self, *args, hidden_rgb_weight: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        convention: InputConvention | str = DEFAULT_CONVENTION,
+        image_size: int | None = None,
+        hidden_rgb_weight: float = 0.0,
+        **instance_options,
+    ):
+        super().__init__(convention, image_size, **instance_options)
         weight = hidden_rgb_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise ConfigError(
@@ -90,20 +74,19 @@ class WholeObjectTask(InstanceTask):
             sample[WHOLE] = image_tensor(crop_image(on_grey, box, sample[TARGET].shape[-1]))
         return sample
 
-    def sample(self, images, index: int, within: int) -> dict:
+    def sample(self, collection, index: int, within: int) -> dict:
         """Training sample of object ``within`` of image ``index``: its whole appearance must be known."""
-        sample = super().sample(images, index, within)
+        sample = super().sample(collection, index, within)
         if WHOLE not in sample:
             raise DataError(
-                f"{images.image_id(index)}: no whole appearance of its objects; task=gestalt trains on sources that "
-                f"give it for every object ({WHOLE_SOURCES})"
+                f"{collection.image_id(index)}: no whole appearance of its objects; task={self.name} trains on "
+                f"sources that give it for every object ({WHOLE_SOURCES})"
             )
         return sample
 
-    def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Canonical batch -> (conditioning, target ``[R, G, B, amodal]``) in network values."""
-        target = torch.cat([self.convention.mask(batch[WHOLE]), self.convention.mask(batch[TARGET])], dim=1)
-        return self.conditioning_from(batch), target
+    def target(self, batch: dict) -> torch.Tensor:
+        """``[R, G, B, amodal]`` in network values."""
+        return torch.cat([self.convention.mask(batch[WHOLE]), self.convention.mask(batch[TARGET])], dim=1)
 
     def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
         """The amodal-mask channel (B,1,H,W) of a generated target, in network values."""

@@ -13,19 +13,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from amodal_lightning.batch import BOX, IMAGE, IMAGE_ID, OBJECT, OCCLUDERS, TARGET, VISIBLE
-from amodal_lightning.data.datasets import image_tensor, mask_tensor
+from amodal_lightning.batch import BOX, IMAGE, IMAGE_ID, OBJECT, OCCLUDERS, TARGET, VISIBLE, image_tensor, mask_tensor
 from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.inference.instance import InstanceInference
+from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.masks import CropBox, crop_image, crop_masks, object_crop_box, others_union, whole_image_box
-from amodal_lightning.models.guidance import check_dropout
-from amodal_lightning.tasks.conventions import DEFAULT_CONVENTION, InputConvention, get_convention
-
-TASK_KEY = "task"
+from amodal_lightning.tasks.base import INFERENCE_KEY, TASK_KEY, Task, check_dropout
+from amodal_lightning.tasks.conventions import DEFAULT_CONVENTION, InputConvention
 
 
-class InstanceTask:
+class InstanceTask(Task):
     """One object's amodal mask from the image and its visible mask (and, optionally, the other objects').
+
+    After training, the objects of whole images are cropped, completed and pasted back
+    (:class:`~amodal_lightning.inference.instance.InstanceInference`) and scored object by object
+    (:class:`~amodal_lightning.inference.instance_evaluation.InstanceEvaluator`).
 
     Args:
         convention: input convention (name or object).
@@ -42,10 +45,9 @@ class InstanceTask:
     """
 
     name = "instance"
-    target_channels = 1
-    crops_objects = True
-    # Whether samples read the objects' whole appearance (LayeredImage.whole).
-    reads_whole = False
+    caches_samples = True
+    # Whether the target carries the object's appearance (RGB) besides its mask.
+    generates_appearance = False
 
     def __init__(
         self,
@@ -58,8 +60,7 @@ class InstanceTask:
         include_visible: bool = True,
         conditioning_dropout: float = 0.0,
     ):
-        self.convention = get_convention(convention) if isinstance(convention, str) else convention
-        self.image_size = image_size
+        super().__init__(convention, image_size)
         if not isinstance(occluder_context, bool):
             raise ConfigError(f"{TASK_KEY}.occluder_context={occluder_context!r}: expected true or false")
         if not isinstance(include_visible, bool):
@@ -94,7 +95,7 @@ class InstanceTask:
         (default: the task's ``image_size``); ``TARGET`` only where the amodal masks are known."""
         size = size or self.image_size
         if size is None:
-            raise ConfigError(f"{TASK_KEY}: the instance task needs the model's image size to crop samples")
+            raise ConfigError(f"{TASK_KEY}: the {self.name} task needs the model's image size to crop samples")
         visible = np.asarray(record.visible[obj], dtype=bool)
         box = self.crop_box(visible)
         sample = {
@@ -110,13 +111,17 @@ class InstanceTask:
         return sample
 
     # ----------------------------------------------------------------------------------------- samples
-    def num_samples(self, images, index: int) -> int:
-        """One sample per object of image ``index`` of a collection."""
-        return images.num_objects(index)
+    def num_samples(self, collection, index: int) -> int:
+        """One sample per object of image ``index``."""
+        return collection.num_objects(index)
 
-    def sample(self, images, index: int, within: int) -> dict:
+    def sample(self, collection, index: int, within: int) -> dict:
         """Sample of object ``within`` of image ``index``."""
-        return self.object_sample(images[index], within)
+        return self.object_sample(collection[index], within)
+
+    def load_size(self, model_size: int) -> None:
+        """Images are loaded at their own resolution: each object's crop is resized to the model's size."""
+        return None
 
     # ----------------------------------------------------------------------------------------- network
     @property
@@ -124,21 +129,29 @@ class InstanceTask:
         """The batch keys the conditioning is made of."""
         return (IMAGE, VISIBLE, OCCLUDERS) if self.occluder_context else (IMAGE, VISIBLE)
 
-    def conditioning_from(self, batch: dict) -> torch.Tensor:
-        """Network conditioning (B, C, S, S) of a canonical batch."""
+    def conditioning(self, batch: dict) -> torch.Tensor:
+        """Network conditioning (B, C, S, S) of a canonical batch: RGB, the visible mask (and the occluders)."""
         parts = [self.convention.image(batch[IMAGE]), self.convention.mask(batch[VISIBLE])]
         if self.occluder_context:
             parts.append(self.convention.mask(batch[OCCLUDERS]))
         return torch.cat(parts, dim=1)
 
-    def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Canonical batch -> (conditioning, target) in network values."""
-        return self.conditioning_from(batch), self.convention.mask(batch[TARGET])
+    def target(self, batch: dict) -> torch.Tensor:
+        """The object's amodal mask in network values."""
+        return self.convention.mask(batch[TARGET])
 
-    def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
-        """The mask channel (B,1,H,W) of a generated target in network values: the target itself."""
-        return sample
-
-    def loss_weights(self, batch: dict) -> torch.Tensor | None:
-        """Per-value weights of the training loss: None, every value of the target weighs the same."""
+    def appearance(self, sample: torch.Tensor) -> torch.Tensor | None:
+        """The RGB channels (B,3,H,W) of a generated target, canonical in [0, 1]; None: the target is a mask only."""
         return None
+
+    # ----------------------------------------------------------------------------------------- after training
+    def inference(self, module, settings, image_size: int, key: str = INFERENCE_KEY) -> InstanceInference:
+        """Per-object completion of whole images: crop each object, sample, paste back."""
+        return InstanceInference(module, settings, image_size, key)
+
+    def evaluator(
+        self, inference: InstanceInference, images=None, count: int | None = None, teacher_forced: bool = False
+    ) -> InstanceEvaluator:
+        """The per-object metrics of the members' vote beside the reference rows (no layers: the other arguments do
+        not apply)."""
+        return InstanceEvaluator(inference)

@@ -5,52 +5,54 @@ from __future__ import annotations
 import torch
 
 from amodal_lightning.batch import IMAGE, OCCLUSION, TARGET
-from amodal_lightning.tasks.conventions import DEFAULT_CONVENTION, InputConvention, get_convention
+from amodal_lightning.inference.evaluation import LayerEvaluator
+from amodal_lightning.inference.layers import LayerInference
+from amodal_lightning.tasks.base import INFERENCE_KEY, Task
 
 
-class SequentialLayersTask:
+class LayersTask(Task):
     """Given RGB and the cumulative occlusion mask (union of earlier layers), generate the next layer.
 
     An image gives one sample per layer plus its terminal empty layer, as in SAS. The network input is
     ``[R, G, B, occlusion, noisy target]`` (5 channels); the target is the union of the layer's amodal masks,
-    empty after the last layer. Images whose depth order is unknown give no sample.
+    empty after the last layer. Images whose depth order is unknown give no sample. After training, the layers of a
+    whole image are predicted one after another (:class:`~amodal_lightning.inference.layers.LayerInference`) and
+    scored layer by layer (:class:`~amodal_lightning.inference.evaluation.LayerEvaluator`). Classifier-free guidance
+    is not offered: no training example drops its conditioning.
     """
 
-    name = "sequential_layers"
+    name = "layers"
     conditioning_channels = 4
-    target_channels = 1
-    # Evaluation runs on whole images at their own size; the model sees them resized.
-    crops_objects = False
-    reads_whole = False
-    # Classifier-free guidance is not offered for the layer task: no training example drops its conditioning.
-    conditioning_dropout = 0.0
-
-    def __init__(self, convention: InputConvention | str = DEFAULT_CONVENTION, image_size: int | None = None):
-        self.convention = get_convention(convention) if isinstance(convention, str) else convention
-        self.image_size = image_size
+    repeats_front_layer = True
 
     # ----------------------------------------------------------------------------------------- samples
-    def num_samples(self, images, index: int) -> int:
-        """Samples of image ``index`` of a collection: its layers plus the terminal one; none without an order."""
-        return images.num_samples(index) if images.has_layers(index) else 0
+    def num_samples(self, collection, index: int) -> int:
+        """Samples of image ``index``: its layers plus the terminal one; none without a depth order."""
+        return collection.num_samples(index) if collection.has_layers(index) else 0
 
-    def sample(self, images, index: int, within: int) -> dict:
+    def sample(self, collection, index: int, within: int) -> dict:
         """Sample ``within`` (the layer) of image ``index``."""
-        return images.layer_sample(index, within)
+        return collection.layer_sample(index, within)
 
     # ----------------------------------------------------------------------------------------- network
-    def conditioning(self, image: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
-        """Network conditioning from canonical RGB (B,3,H,W) and occlusion mask (B,1,H,W)."""
-        return torch.cat([self.convention.image(image), self.convention.mask(occlusion)], dim=1)
+    def conditioning(self, batch: dict) -> torch.Tensor:
+        """Network conditioning from the batch's canonical RGB (B,3,H,W) and occlusion mask (B,1,H,W)."""
+        return torch.cat([self.convention.image(batch[IMAGE]), self.convention.mask(batch[OCCLUSION])], dim=1)
 
-    def split(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Canonical batch -> (conditioning, target) in network values."""
-        return self.conditioning(batch[IMAGE], batch[OCCLUSION]), self.convention.mask(batch[TARGET])
+    def target(self, batch: dict) -> torch.Tensor:
+        """The layer's mask in network values."""
+        return self.convention.mask(batch[TARGET])
 
-    def mask_values(self, sample: torch.Tensor) -> torch.Tensor:
-        """The mask channel (B,1,H,W) of a generated target in network values: the target itself."""
-        return sample
+    # ----------------------------------------------------------------------------------------- after training
+    def inference(self, module, settings, image_size: int, key: str = INFERENCE_KEY) -> LayerInference:
+        """Sequential layer prediction of whole images at their own resolution."""
+        return LayerInference(module, settings, image_size, key)
 
-    def loss_weights(self, batch: dict) -> torch.Tensor | None:
-        """Per-value weights of the training loss: None, every value of the target weighs the same."""
-        return None
+    def evaluator(
+        self, inference: LayerInference, images, count: int | None = None, teacher_forced: bool = False
+    ) -> LayerEvaluator:
+        """The layer metrics of the sequential (and, if asked, teacher-forced) prediction beside the reference
+        rows."""
+        count = len(images) if count is None else count
+        deepest = max((images.num_layers(i) for i in range(count)), default=0)
+        return LayerEvaluator(inference, deepest, teacher_forced=teacher_forced)

@@ -16,6 +16,7 @@ from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import DataError
 from amodal_lightning.run.checkpoints import is_resumable
 from amodal_lightning.run.config import compose
+from amodal_lightning.tasks.layers import LayersTask
 from amodal_lightning.train import train
 
 NUM_IMAGES = 6
@@ -33,7 +34,7 @@ RUN = [
     "trainer.limit_val_batches=1",
     "+trainer.num_sanity_val_steps=0",
     "final_validation=false",
-    "callbacks.layer_panel=null",
+    "callbacks.panel=null",
     "trainer.enable_progress_bar=false",
     "logger=csv",
 ]
@@ -128,7 +129,7 @@ def test_the_loader_and_the_deep_check_report_a_broken_file_alike(tmp_path, brea
         Image.fromarray(np.full((IMAGE_SIZE // 2, IMAGE_SIZE // 2), 255, dtype=np.uint8)).save(mask)
     (record,) = sas_folders.scan_sas_root(root).records  # names and sizes only: the file is not read yet
     with pytest.raises(DataError) as info:
-        TaskDataset(SasImages(root, [record], IMAGE_SIZE))[0]
+        TaskDataset(SasImages(root, [record], IMAGE_SIZE), LayersTask())[0]
     deep = sas_folders.scan_sas_root(root, deep=True)
     assert [problem.message for problem in deep.problems] == [str(info.value)]
     assert str(mask) in str(info.value)

@@ -37,7 +37,7 @@ ENDLESS = [
     "trainer.enable_progress_bar=false",
     "final_validation=false",
     f"callbacks.checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
-    "callbacks.layer_panel=null",
+    "callbacks.panel=null",
 ]
 
 

@@ -62,7 +62,7 @@ def test_converted_checkpoint_starts_a_training_run(tmp_path, sas_checkpoint):
             "data.synthetic.num_train=4",
             "data.synthetic.num_val=2",
             "model.module.validation.inference.steps=2",
-            "callbacks.layer_panel.inference.steps=2",
+            "callbacks.panel.inference.steps=2",
             f"ckpt_path={converted}",
         ],
     )

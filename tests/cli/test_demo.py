@@ -16,11 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
-from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.loading import HPARAMS_KEY
 from amodal_lightning.models.module import AmodalDiffusionModule
-from amodal_lightning.run.checkpoints import STATE_DICT_KEY
+from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
 from amodal_lightning.run.config import (
     TARGET_KEY,
     compose,
@@ -37,7 +36,9 @@ gradio_client = pytest.importorskip(
 from amodal_lightning.demo import inputs  # noqa: E402
 from amodal_lightning.demo.app import build_app, free_port, serve  # noqa: E402
 from amodal_lightning.demo.inputs import ClickRule  # noqa: E402
-from amodal_lightning.demo.predictions import load_demo_model, object_in_layers, object_pictures  # noqa: E402
+from amodal_lightning.demo.predictions import load_demo_model  # noqa: E402
+from amodal_lightning.inference.render import object_in_layers  # noqa: E402
+from amodal_lightning.inference.render_objects import object_pictures  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -389,7 +390,7 @@ def test_the_scenes_offered_are_the_test_scenes_evaluate_scores(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "data.synthetic.num_test=3"])
     resolve_task(cfg)
     resolve_model_inputs(cfg)
-    datamodule = instantiate_at(cfg, "data")
+    datamodule = instantiate_at(cfg, "data", _recursive_=False)
     offered = inputs.test_scenes(to_container(cfg), 32, 3)
     for mine, theirs in zip(offered, datamodule.scenes("test")):
         assert mine.image_id == theirs.image_id and (mine.image == theirs.image).all()

@@ -40,11 +40,14 @@ def test_training_logs_the_appearance_metrics_and_a_panel_of_samples(gestalt_run
             assert f"val_objects/{row}/{name}" in header
     assert "val_objects/convex_hull/miou" in header and "val_objects/convex_hull/psnr" not in header
     panel = Image.open(gestalt_run / "panels" / "objects_last.png")
-    # image crop, visible, predicted, truth, uncertainty, then 3 samples (the config's members) and the true whole
-    assert panel.width == (5 + 3 + 1) * 100 + 4
+    # image crop, visible, predicted, truth, uncertainty, then 2 samples (the panel's members) and the true whole
+    assert panel.width == (5 + 2 + 1) * 100 + 4
     rows = list(csv.DictReader((gestalt_run / "panels" / "objects_last.csv").open()))
     assert rows and set(APPEARANCE) <= set(rows[0])
-    assert "name: gestalt" in (gestalt_run / "checkpoints" / "config.yaml").read_text()
+    assert (
+        "_target_: amodal_lightning.tasks.gestalt.GestaltTask"
+        in (gestalt_run / "checkpoints" / "config.yaml").read_text()
+    )
 
 
 def test_evaluate_prints_mask_and_appearance_rows(gestalt_ckpt, tmp_path, capsys):

@@ -27,7 +27,7 @@ TINY_INSTANCE = [
     "trainer.max_steps=2",
     "+trainer.num_sanity_val_steps=0",
     "model.module.validation.inference.steps=2",
-    "callbacks.instance_panel.inference.steps=2",
+    "callbacks.panel.inference.steps=2",
     "logger=csv",
 ]
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.batch_size=16"]
@@ -61,10 +61,10 @@ def test_training_logs_the_per_object_panel_and_metrics(instance_run):
     header = (instance_run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for row in ("vote", "best_of_k", "visible_mask", "convex_hull"):
         assert f"val_objects/{row}/miou" in header
-    # The layer panel leaves a per-object model alone.
+    # The panel is the task's: objects, no layers.
     assert not list((instance_run / "panels").glob("layers_*"))
     saved = (instance_run / "checkpoints" / "config.yaml").read_text()
-    assert "name: instance" in saved
+    assert "_target_: amodal_lightning.tasks.instance.InstanceTask" in saved
 
 
 def test_evaluate_scores_every_object_beside_the_reference_rows(instance_ckpt, tmp_path, capsys):
@@ -120,8 +120,8 @@ def test_a_folder_of_plain_images_is_refused_by_a_per_object_model(instance_ckpt
 
 def test_a_per_object_root_is_refused_by_a_layer_model(tmp_path, run_cli):
     run = tmp_path / "layers"
-    layer_train = [t for t in TINY_INSTANCE if t != "task=instance" and "instance_panel" not in t]
-    train(compose("train", [f"paths.output_dir={run}", *layer_train, "callbacks.layer_panel.inference.steps=2"]))
+    layer_train = [t for t in TINY_INSTANCE if t != "task=instance"]
+    train(compose("train", [f"paths.output_dir={run}", *layer_train]))
     root = object_root(tmp_path / "in", count=1)
     args = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"input={root}", *FAST]
     result = run_cli("amodal_lightning.predict", args, tmp_path)

@@ -3,20 +3,17 @@ panel, and bad input reported in one line."""
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from amodal_lightning.callbacks.layer_eval import LayerEvaluation
 from amodal_lightning.compat.sas import unet_kwargs_from_sas_flags
 from amodal_lightning.convert_sas import convert
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import DataError
 from amodal_lightning.evaluate import evaluate
-from amodal_lightning.inference.evaluation import ImageResult
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.predict import predict
 from amodal_lightning.run.config import compose, user_errors_as_one_line
@@ -64,36 +61,6 @@ def test_training_callback_writes_panel_table_and_metrics(tiny_run):
     for row in ("sequential", "empty", "visible_oracle"):
         assert f"val_layers/{row}/miou" in header
     assert "val_layers/visible_oracle/hidden_miou" in header
-
-
-class RecordingLogger:
-    """Takes images and tables, as the W&B logger does."""
-
-    def __init__(self):
-        self.images, self.tables = [], []
-
-    def log_image(self, key, images, step):
-        self.images.append((key, images, step))
-
-    def log_table(self, key, columns, data, step):
-        self.tables.append((key, columns, data, step))
-
-
-def test_callback_sends_the_panel_and_tables_to_loggers_that_take_them(tmp_path):
-    layers = np.ones((1, 8, 8), dtype=bool)
-    result = ImageResult(
-        "a", np.zeros((8, 8, 3), np.uint8), layers, layers, np.zeros((1, 8, 8), np.float32), 0, 1.0, None
-    )
-    recorder = RecordingLogger()
-    trainer = SimpleNamespace(global_step=7, loggers=[recorder, object()])
-    LayerEvaluation(tmp_path, panel_images=1).publish(
-        trainer, [result, result], {"sequential": {"miou": 1.0}, "empty": {"miou": 0.0, "images": 2.0}}
-    )
-    assert recorder.images == [("val_layers/panel", [str(tmp_path / "layers_step0000007.png")], 7)]
-    (per_image, summary) = recorder.tables
-    assert per_image[0] == "val_layers/per_image" and len(per_image[2]) == 2 and per_image[2][0][0] == "a"
-    assert summary[1] == ["row", "images", "miou"] and summary[2] == [["sequential", None, 1.0], ["empty", 2.0, 0.0]]
-    assert (tmp_path / "layers_last.png").is_file() and (tmp_path / "layers_step0000007.csv").is_file()
 
 
 def test_predict_writes_every_readable_image_at_its_own_size(tiny_ckpt, tmp_path):
@@ -182,6 +149,56 @@ def test_a_converted_sas_checkpoint_predicts_and_evaluates(tmp_path):
         )
     )
     assert report["metrics"]["sequential"]["images"] == 2 and report["data"]["image_size"] == 32
+
+
+def with_old_task_names(ckpt: Path, out: Path) -> Path:
+    """``ckpt`` as a checkpoint written before tasks were named by class: its task by the old name, no ``_target_``."""
+    checkpoint = torch.load(ckpt, weights_only=False)
+    old = {"name": "sequential_layers", "convention": checkpoint["hyper_parameters"]["task"]["convention"]}
+    assert checkpoint["hyper_parameters"]["task"]["_target_"].endswith("LayersTask")
+    checkpoint["hyper_parameters"]["task"] = old
+    run_config = checkpoint.get("run_config", {})
+    run_config.get("model", {}).get("module", {})["task"] = old
+    if "data" in run_config:
+        run_config["data"]["task"] = {"name": "sequential_layers"}
+    torch.save(checkpoint, out)
+    return out
+
+
+@pytest.mark.parametrize("which", ["ours", "converted"])
+def test_a_checkpoint_from_before_task_classes_predicts_and_evaluates_the_same(which, tiny_ckpt, tmp_path):
+    if which == "converted":
+        sas_weights = tmp_path / "emasavedmodel000001.pt"
+        torch.save(UNetModel(**unet_kwargs_from_sas_flags(TINY_SAS_FLAGS)).state_dict(), sas_weights)
+        ckpt = convert(sas_weights, tmp_path / "sas.ckpt", TINY_SAS_FLAGS)
+    else:
+        ckpt = tiny_ckpt
+    old = with_old_task_names(ckpt, tmp_path / "old.ckpt")
+    save_image(tmp_path / "in" / "a.png", 40, 24)
+    outputs = {}
+    for name, path in (("new", ckpt), ("old", old)):
+        predict(
+            compose("predict", [f"ckpt_path={path}", f"input={tmp_path / 'in'}", f"output={tmp_path / name}", *FAST])
+        )
+        masks = sorted((tmp_path / name / "a").glob("*.png"))
+        outputs[name] = {mask.name: np.asarray(Image.open(mask)) for mask in masks}
+        evaluated = evaluate(
+            compose(
+                "evaluate",
+                [
+                    f"ckpt_path={path}",
+                    "data=synthetic",
+                    "data.synthetic.num_test=2",
+                    f"output={tmp_path / name}",
+                    *FAST,
+                ],
+            )
+        )
+        outputs[name]["metrics"] = evaluated["metrics"]
+    # Every file predict wrote (the overlay, and each layer's masks where the tiny model finds any), and the metrics.
+    assert outputs["old"].keys() == outputs["new"].keys() and "overlay.png" in outputs["new"]
+    for key, value in outputs["new"].items():
+        assert (outputs["old"][key] == value) if key == "metrics" else np.array_equal(outputs["old"][key], value)
 
 
 def one_line_error(capsys, run, overrides: list[str]) -> str:

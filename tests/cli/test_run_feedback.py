@@ -1,4 +1,4 @@
-"""What a run tells its user: the end-of-training summary, the labelled layer panel, no third-party start-up noise."""
+"""What a run tells its user: the end-of-training summary, the labelled panel, no third-party start-up noise."""
 
 import logging
 import subprocess
@@ -34,14 +34,14 @@ def test_training_prints_steps_metrics_paths_and_the_evaluate_command(tmp_path, 
     assert "Training done: 2 steps" in summary
     assert "val/loss" in summary and "val_layers/sequential/miou" in summary
     assert f"checkpoint: {ckpt}" in summary
-    assert f"layer panel: {tmp_path / 'panels' / 'layers_last.png'}" in summary
+    assert f"panel: {tmp_path / 'panels' / 'layers_last.png'}" in summary
     assert EVALUATE_COMMAND.format(ckpt=ckpt) in summary
 
 
 def test_summary_without_files_says_so_and_offers_no_command(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "callbacks=none"])
     summary = summarise_run(0, {"val/loss": 0.5}, cfg)
-    assert "checkpoint: none written" in summary and "evaluate" not in summary and "layer panel" not in summary
+    assert "checkpoint: none written" in summary and "evaluate" not in summary and "panel" not in summary
     assert "val/loss" in summary and "0.5000" in summary
 
 

@@ -115,7 +115,7 @@ def test_a_decaying_rate_ends_with_the_run_and_resumes_where_it_stopped(tmp_path
 
 @pytest.mark.slow
 def test_ddp_spawn_on_two_cpu_processes(tmp_path):
-    cfg = tiny_config(tmp_path, "trainer=ddp_cpu", "trainer.max_steps=4", "callbacks.layer_panel.num_images=1")
+    cfg = tiny_config(tmp_path, "trainer=ddp_cpu", "trainer.max_steps=4", "callbacks.panel.num_images=1")
     train(cfg)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 4

@@ -21,7 +21,7 @@ from amodal_lightning.data.datamodule import (
     LayeredImage,
     auto_num_workers,
 )
-from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
+from amodal_lightning.data.datasets import NoiseMixingSampler, TaskDataset
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import ORIENTATION_SETS
@@ -109,7 +109,7 @@ def test_sas_images_are_resized_and_masks_stay_binary(tmp_path):
 def test_splits_are_by_image_id_deterministic_and_complete(sas_root):
     def ids(dm):
         dm.setup()
-        return {split: LayerDataset(dm.scenes(split)).image_ids() for split in ("train", "val", "test")}
+        return {split: TaskDataset(dm.scenes(split), dm.task).image_ids() for split in ("train", "val", "test")}
 
     first, again, other = ids(sas_module(sas_root)), ids(sas_module(sas_root)), ids(sas_module(sas_root, split_seed=1))
     assert first == again and first != other

@@ -29,6 +29,7 @@ from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.masks import resize_masks, union_by_layer
+from amodal_lightning.tasks.layers import LayersTask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIZE = 16
@@ -124,7 +125,7 @@ def test_counts_come_from_the_scan_and_layers_are_decoded_once(root, monkeypatch
     monkeypatch.setattr(object_folders, "load_mask", fail)
     assert [images.num_layers(i) for i in range(NUM_IMAGES)] == counts
     assert counts == [generator().scene(i).num_layers for i in range(NUM_IMAGES)]
-    assert len(TaskDataset(images)) == sum(count + 1 for count in counts)
+    assert len(TaskDataset(images, LayersTask())) == sum(count + 1 for count in counts)
 
 
 def test_a_root_without_order_has_no_layers(tmp_path):
@@ -137,7 +138,7 @@ def test_a_root_without_order_has_no_layers(tmp_path):
     record = images[0]
     assert record.layers is None and record.instance_layer is None and record.depth_order is None
     assert np.array_equal(record.amodal, generator().scene(0).amodal)
-    assert len(TaskDataset(images)) == 0  # the layer task skips images without layers
+    assert len(TaskDataset(images, LayersTask())) == 0  # the layer task skips images without layers
 
 
 def test_object_ids_need_not_be_contiguous_and_a_plain_list_order_reads(tmp_path):

@@ -78,7 +78,7 @@ def test_the_tiny_run_has_the_epochs_the_tests_assume(tmp_path):
     cfg = config(tmp_path)
     resolve_task(cfg)
     resolve_model_inputs(cfg)
-    datamodule = instantiate_at(cfg, "data")
+    datamodule = instantiate_at(cfg, "data", _recursive_=False)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     assert isinstance(loader, ResumableLoader) and len(loader) == BATCHES_PER_EPOCH
@@ -136,7 +136,7 @@ def test_a_run_stopped_mid_epoch_with_loader_workers_resumes_exactly(uninterrupt
 @pytest.mark.slow
 def test_ddp_resume_is_exact_on_every_process(tmp_path):
     # Two processes, each its share of every epoch and its own generators: the checkpoint holds both.
-    ddp = ["trainer=ddp_cpu", "trainer.devices=2", "trainer.max_steps=8", "callbacks.layer_panel.num_images=1"]
+    ddp = ["trainer=ddp_cpu", "trainer.devices=2", "trainer.max_steps=8", "callbacks.panel.num_images=1"]
     first = tmp_path / "first"
     train(config(first, *ddp))
     saved = checkpoint(first, "step0000006.ckpt")

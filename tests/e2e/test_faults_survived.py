@@ -27,7 +27,7 @@ QUICK = [
     f"callbacks.checkpoint.every_n_train_steps={SAVE_EVERY}",
     "trainer.limit_val_batches=0",
     "final_validation=false",
-    "callbacks.layer_panel=null",
+    "callbacks.panel=null",
     "trainer.enable_progress_bar=false",
 ]
 # Each periodic save writes the step's checkpoint, then last.ckpt.
@@ -245,16 +245,16 @@ def test_sigterm_during_the_layer_panels_sampling_stops_within_one_pass(tmp_path
 
     monkeypatch.setattr(LayerEvaluator, "update", update)
     steps = SAVE_EVERY
-    overrides = [o for o in QUICK if o not in ("trainer.limit_val_batches=0", "callbacks.layer_panel=null")]
+    overrides = [o for o in QUICK if o not in ("trainer.limit_val_batches=0", "callbacks.panel=null")]
     cfg = tiny_config(
         tmp_path,
         *overrides,
         f"trainer.max_steps={4 * steps}",
         f"trainer.val_check_interval={steps}",
         "trainer.limit_val_batches=1",
-        "callbacks.layer_panel.num_images=4",
-        "callbacks.layer_panel.inference.batch_size=2",
-        "callbacks.layer_panel.inference.steps=2",
+        "callbacks.panel.num_images=4",
+        "callbacks.panel.inference.batch_size=2",
+        "callbacks.panel.inference.steps=2",
     )
     with pytest.raises(SIGTERMException):
         train(cfg)

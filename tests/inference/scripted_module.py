@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import torch
 
-from amodal_lightning.tasks import build_task
+from amodal_lightning.tasks.layers import LayersTask
 
 SIDE = 8
 SCHEDULE = 10
@@ -25,7 +25,7 @@ class Scripted(torch.nn.Module):
 
     def __init__(self, mask_for, convention: str = "symmetric"):
         super().__init__()
-        self.task = build_task("sequential_layers", convention)
+        self.task = LayersTask(convention)
         self.diffusion = SimpleNamespace(num_timesteps=SCHEDULE)
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the stand-in a device
         self.mask_for = mask_for

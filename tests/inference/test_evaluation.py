@@ -1,12 +1,16 @@
 """The evaluator: predictions mapped back to each image's own resolution, and the four rows on a known answer."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scripted_module import SIDE, Scripted, block, next_of
 
-from amodal_lightning.data.datasets import LayeredImage
+from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
+from amodal_lightning.inference.layers import LayerInference
+from amodal_lightning.inference.sequential import InferenceConfig
 
 DATA_SIDE = 2 * SIDE  # the data is twice the model's size: everything is resized in and out
 
@@ -29,11 +33,13 @@ def scene(image_id: str, with_instances: bool) -> LayeredImage:
 def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
     # The same squares at the model's size: what the scripted model answers.
     model = Scripted(next_of([block(0, 0, 4), block(2, 2, 4)]))
-    inference = SequentialInference(model, InferenceConfig(steps=2, ensemble_size=2, empty_fraction=0.01))
-    evaluator = LayerEvaluator(inference, image_size=SIDE, max_true_layers=2)
+    inference = LayerInference(model, InferenceConfig(steps=2, ensemble_size=2, empty_fraction=0.01), SIDE)
+    evaluator = LayerEvaluator(inference, max_true_layers=2)
     images = [scene("known", with_instances=True), scene("plain", with_instances=False)]
-    results = evaluator.update(images)
+    evaluated = evaluator.update(images)
+    results = evaluated.predictions
     rows = evaluator.compute()
+    assert evaluated.images == images and evaluated.rows == [result.row() for result in results]
 
     assert [r.image_id for r in results] == ["known", "plain"]
     for result, image in zip(results, images):
@@ -63,7 +69,37 @@ def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
     table = format_table(rows).splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["sequential", "teacher_forced", "empty", "visible_oracle"]
     assert table[5].startswith("reference row empty") and table[6].startswith("reference row visible_oracle")
+    # Another model's row, where evaluate is given one, is explained too.
+    reference = format_table({**rows, "reference_model": rows["sequential"]}).splitlines()
+    assert any(line.startswith("reference row reference_model: another layer model") for line in reference)
     assert "hidden_miou" in table[0] and "object_layer_accuracy" in table[0] and "iou_layer1" in table[0]
 
     evaluator.reset()
     assert all(metric.images == 0 for metric in evaluator.metrics.values())
+
+
+@pytest.mark.parametrize(
+    "objects, one_pass, updates",
+    [
+        ([1, 2, 1, 3, 4, 5], True, [[1, 2, 1], [3], [4], [5]]),  # at most batch_size objects (one image at least)
+        ([1, 2, 1, 3, 4, 5], False, [[1, 2, 1, 3, 4, 5]]),  # up to IMAGES_PER_UPDATE images, to fill the passes
+    ],
+)
+def test_per_object_updates_hold_one_pass_when_asked(objects, one_pass, updates):
+    images = [
+        LayeredImage(f"i{n}", np.zeros((4, 4, 3), np.uint8), None, visible=np.zeros((n, 4, 4), bool)) for n in objects
+    ]
+    evaluator = InstanceEvaluator(SimpleNamespace(config=InferenceConfig(batch_size=4)))
+    calls = []
+    evaluator.update = lambda chunk, generator: [im.num_objects for im in chunk]
+    done = list(evaluator.updates(images, one_pass=one_pass, before_update=lambda: calls.append(1)))
+    assert done == updates and len(calls) == len(updates)
+
+
+def test_layer_updates_hold_batch_size_images_of_the_first_count():
+    model = Scripted(next_of([block(0, 0, 4)]))
+    evaluator = LayerEvaluator(LayerInference(model, InferenceConfig(steps=2, batch_size=2), SIDE), max_true_layers=2)
+    images = [scene(f"s{i}", with_instances=False) for i in range(6)]
+    done = list(evaluator.updates(images, count=5))
+    assert [[im.image_id for im in update.images] for update in done] == [["s0", "s1"], ["s2", "s3"], ["s4"]]
+    assert evaluator.compute()["sequential"]["images"] == 5

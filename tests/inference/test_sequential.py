@@ -6,6 +6,7 @@ A scripted stand-in for the module makes the "samples" exact; a real (random, ti
 import pytest
 import torch
 from scripted_module import SCHEDULE, SIDE, Scripted, block, next_of
+from task_configs import task_config
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
@@ -91,7 +92,7 @@ def test_a_random_tiny_model_stops_within_max_layers():
             "channel_mult": [1, 2],
         },
         diffusion={"diffusion_steps": 100},
-        task={"name": "sequential_layers", "convention": "symmetric"},
+        task=task_config("layers", convention="symmetric"),
         optimizer={"lr": 1e-4},
     ).eval()
     settings = config(max_layers=3, merge_disjoint=True, max_merges=1, ensemble_size=3, combine="vote")

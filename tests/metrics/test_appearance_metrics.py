@@ -14,7 +14,7 @@ from amodal_lightning.metrics.appearance import (
     region_psnr,
     region_ssim,
 )
-from amodal_lightning.tasks.gestalt import NEUTRAL_GREY, whole_on_grey
+from amodal_lightning.whole_appearance import NEUTRAL_GREY, whole_on_grey
 
 
 def rgba(size: int, colour, mask: np.ndarray) -> np.ndarray:

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.inference.instance_evaluation import format_instance_table
 from amodal_lightning.metrics.objects import (
     InstanceMetrics,
     OcclusionBuckets,
     best_of_k,
     convex_hull_masks,
-    format_instance_table,
     majority_vote,
     member_variance,
     object_rows,

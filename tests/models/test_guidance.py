@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from task_configs import task_config
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.sequential import InferenceConfig
@@ -23,11 +24,10 @@ DIFFUSION = {"diffusion_steps": 50, "prediction_type": "sample", "timestep_sampl
 
 def module(task="gestalt", dropout=0.1, self_condition=0.0) -> AmodalDiffusionModule:
     torch.manual_seed(0)
-    options = {"conditioning_dropout": dropout} if task != "sequential_layers" else {}
     m = AmodalDiffusionModule(
         unet=UNET,
         diffusion=DIFFUSION,
-        task={"name": task, **options},
+        task=task_config(task, conditioning_dropout=dropout),
         optimizer={"lr": 1e-3},
         self_condition=self_condition,
     ).eval()

@@ -42,8 +42,7 @@ PREFIX = {
 # The config keys an InferenceConfig is read from; its errors and the combination rules' are named under each.
 INFERENCE_KEYS = (
     "inference",
-    "callbacks.layer_panel.inference",
-    "callbacks.instance_panel.inference",
+    "callbacks.panel.inference",
     "model.module.validation.inference",
 )
 # A key that starts with one of these is already full (raised after instantiation, e.g. at setup).
@@ -59,6 +58,7 @@ NOT_CONFIG_KEYS = {
     ("diffusion/respace.py", "timestep_respacing"),  # SAS's respacing flag, for convert_sas and benchmarks
     ("metrics/objects.py", "occlusion_buckets"),  # computed from occlusion_edges
     ("run/config.py", "model.module.task.name"),  # the refusal of a key that moved to the task group
+    ("task_config.py", "task.name"),  # an old checkpoint's task name (configs name the class with task._target_)
 }
 
 
@@ -182,5 +182,5 @@ def test_at_path_leaves_keys_of_the_root_alone():
 def test_a_recipe_setting_for_a_callback_left_out_builds_nothing(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "callbacks=none"])
     assert "ema" in cfg.callbacks  # the recipe's decay, with no EMA callback to take it
-    assert sorted(drop_unbuilt_entries(cfg)) == ["callbacks.ema", "callbacks.instance_panel", "callbacks.layer_panel"]
+    assert sorted(drop_unbuilt_entries(cfg)) == ["callbacks.ema", "callbacks.panel"]
     assert not cfg.callbacks

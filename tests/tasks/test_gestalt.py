@@ -10,8 +10,9 @@ from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.masks import crop_masks
-from amodal_lightning.tasks import build_task
-from amodal_lightning.tasks.gestalt import NEUTRAL_GREY, whole_on_grey
+from amodal_lightning.tasks.gestalt import GestaltTask
+from amodal_lightning.tasks.instance import InstanceTask
+from amodal_lightning.whole_appearance import NEUTRAL_GREY, whole_on_grey
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def record():
 
 
 def test_samples_carry_the_whole_object_on_grey_and_its_amodal_mask(record):
-    task = build_task("gestalt", image_size=32, crop=False)
+    task = GestaltTask(image_size=32, crop=False)
     for obj in range(record.num_objects):
         sample = task.object_sample(record, obj)
         whole = sample[WHOLE]
@@ -36,7 +37,7 @@ def test_samples_carry_the_whole_object_on_grey_and_its_amodal_mask(record):
 
 
 def test_the_target_is_rgb_then_the_mask_and_the_mask_channel_reads_back(record):
-    task = build_task("gestalt", image_size=32)
+    task = GestaltTask(image_size=32)
     samples = [task.object_sample(record, i) for i in range(2)]
     batch = {key: torch.stack([s[key] for s in samples]) for key in (TARGET, WHOLE, *task.conditioning_keys)}
     conditioning, target = task.split(batch)
@@ -48,7 +49,7 @@ def test_the_target_is_rgb_then_the_mask_and_the_mask_channel_reads_back(record)
 
 
 def test_crops_follow_the_per_object_task(record):
-    gestalt, instance = build_task("gestalt", image_size=24), build_task("instance", image_size=24)
+    gestalt, instance = GestaltTask(image_size=24), InstanceTask(image_size=24)
     for obj in range(record.num_objects):
         a, b = gestalt.object_sample(record, obj), instance.object_sample(record, obj)
         for key in (TARGET, VISIBLE, "image", "box"):
@@ -61,7 +62,7 @@ def test_crops_follow_the_per_object_task(record):
 
 
 def test_training_samples_need_the_whole_appearance_but_inference_does_not(record):
-    task = build_task("gestalt", image_size=32)
+    task = GestaltTask(image_size=32)
     bare = LayeredImage(record.image_id, record.image, None, record.amodal, record.visible)
     assert WHOLE not in task.object_sample(bare, 0)
     with pytest.raises(DataError, match=r"^s: no whole appearance .*task=gestalt.*\{k\}_whole.png"):
@@ -70,9 +71,9 @@ def test_training_samples_need_the_whole_appearance_but_inference_does_not(recor
 
 def test_bad_options_are_one_line_config_errors():
     with pytest.raises(ConfigError, match=r"^task.conditioning_dropout=1.5: expected"):
-        build_task("gestalt", conditioning_dropout=1.5)
+        GestaltTask(conditioning_dropout=1.5)
     with pytest.raises(ConfigError, match=r"^task.conditioning_dropout=True: expected"):
-        build_task("instance", conditioning_dropout=True)
+        InstanceTask(conditioning_dropout=True)
 
 
 def test_cached_samples_keep_the_whole_object_exactly():
@@ -80,7 +81,7 @@ def test_cached_samples_keep_the_whole_object_exactly():
 
     generator = SceneGenerator(image_size=32, seed=1)
     images = InMemoryImages([LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(3)])
-    task = build_task("gestalt", image_size=24)
+    task = GestaltTask(image_size=24)
     cached, plain = TaskDataset(images, task, cache=True), TaskDataset(images, task)
     for i in range(len(plain)):
         cached[i]  # the first access fills the cache; the second reads it back
@@ -91,7 +92,7 @@ def test_cached_samples_keep_the_whole_object_exactly():
 
 
 def test_hidden_rgb_weight_weighs_the_hidden_parts_colours_only():
-    task = build_task("gestalt", image_size=4, hidden_rgb_weight=4)
+    task = GestaltTask(image_size=4, hidden_rgb_weight=4)
     target, visible = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
     target[..., :2, :] = 1  # the object: the top half
     visible[..., 0, :] = 1  # its visible part: the first row
@@ -99,6 +100,6 @@ def test_hidden_rgb_weight_weighs_the_hidden_parts_colours_only():
     assert weights.shape == (1, 4, 4, 4)
     assert torch.all(weights[0, :3, 1] == 5) and torch.all(weights[0, :3, [0, 2, 3]] == 1)
     assert torch.all(weights[0, 3] == 1)  # the mask channel
-    assert build_task("gestalt").loss_weights({TARGET: target, VISIBLE: visible}) is None
+    assert GestaltTask().loss_weights({TARGET: target, VISIBLE: visible}) is None
     with pytest.raises(ConfigError, match=r"^task.hidden_rgb_weight=-1: expected a number >= 0"):
-        build_task("gestalt", hidden_rgb_weight=-1)
+        GestaltTask(hidden_rgb_weight=-1)

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from task_configs import task_config
 
 from amodal_lightning.batch import BOX, IMAGE, OCCLUDERS, TARGET, VISIBLE
 from amodal_lightning.data.datasets import InMemoryImages, TaskDataset
@@ -14,7 +15,8 @@ from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox
-from amodal_lightning.tasks import InstanceTask, build_task
+from amodal_lightning.task_config import build_task
+from amodal_lightning.tasks.instance import InstanceTask
 
 SIZE = 32
 
@@ -26,7 +28,7 @@ def scenes(count=3, size=SIZE):
 
 def test_an_image_gives_one_sample_per_object_with_its_own_crop():
     images = scenes()
-    task = build_task("instance", image_size=SIZE)
+    task = InstanceTask(image_size=SIZE)
     dataset = TaskDataset(images, task)
     assert len(dataset) == sum(images[i].num_objects for i in range(len(images)))
     sample = dataset[1]
@@ -41,15 +43,11 @@ def test_an_image_gives_one_sample_per_object_with_its_own_crop():
 
 def test_the_conditioning_has_the_occluders_only_when_asked():
     images = scenes(1)
-    batch = {
-        k: v[None]
-        for k, v in TaskDataset(images, build_task("instance", image_size=SIZE))[0].items()
-        if torch.is_tensor(v)
-    }
-    with_context = build_task("instance", image_size=SIZE)
-    without = build_task("instance", image_size=SIZE, occluder_context=False)
-    assert with_context.conditioning_from(batch).shape[1] == 5 == with_context.conditioning_channels
-    assert without.conditioning_from(batch).shape[1] == 4 == without.conditioning_channels
+    batch = {k: v[None] for k, v in TaskDataset(images, InstanceTask(image_size=SIZE))[0].items() if torch.is_tensor(v)}
+    with_context = InstanceTask(image_size=SIZE)
+    without = InstanceTask(image_size=SIZE, occluder_context=False)
+    assert with_context.conditioning(batch).shape[1] == 5 == with_context.conditioning_channels
+    assert without.conditioning(batch).shape[1] == 4 == without.conditioning_channels
     conditioning, target = with_context.split(batch)
     assert target.min() >= -1 and target.max() <= 1 and conditioning.shape[-1] == SIZE
 
@@ -64,8 +62,8 @@ def test_bad_options_are_one_line_naming_the_key(option, value):
 
 
 def test_an_unknown_option_names_the_task_and_its_options():
-    with pytest.raises(ConfigError, match=r"task: .*crop_factr.*crop_factor"):
-        build_task("instance", crop_factr=2)
+    with pytest.raises(ConfigError, match=r"task: .*crop_factr.*the instance task takes .*crop_factor"):
+        build_task(task_config("instance", crop_factr=2))
 
 
 class VisibleEcho(torch.nn.Module):
@@ -89,7 +87,7 @@ def test_an_identity_model_gives_back_each_visible_mask_exactly(scene_size, mode
     """Crop, sample, paste back: every object of every image, those cut by the border included, comes back as the
     visible mask it was given, at the image's own resolution."""
     images = [scenes(4, scene_size)[i] for i in range(4)]
-    task = build_task("instance", occluder_context=False, include_visible=False, crop_factor=2.0)
+    task = InstanceTask(occluder_context=False, include_visible=False, crop_factor=2.0)
     config = InferenceConfig(steps=2, ensemble_size=3, batch_size=5)
     predictions = InstanceInference(VisibleEcho(task), config, model_size).predict(images)
     for image, prediction in zip(images, predictions):
@@ -109,21 +107,16 @@ def test_the_read_out_contains_the_visible_mask_when_the_task_says_so():
             return lambda _x, _t: torch.full_like(conditioning[:, :1], -1.0)
 
     config = InferenceConfig(steps=2, ensemble_size=2)
-    kept = InstanceInference(Empty(build_task("instance")), config, SIZE).predict(images)
-    alone = InstanceInference(Empty(build_task("instance", include_visible=False)), config, SIZE).predict(images)
+    kept = InstanceInference(Empty(InstanceTask()), config, SIZE).predict(images)
+    alone = InstanceInference(Empty(InstanceTask(include_visible=False)), config, SIZE).predict(images)
     for image, with_visible, without in zip(images, kept, alone):
         np.testing.assert_array_equal(with_visible.amodal, image.visible)
         assert not without.amodal.any()
 
 
-def test_a_layer_model_is_refused_by_per_object_inference():
-    with pytest.raises(ConfigError, match="sequential_layers model, not a per-object"):
-        InstanceInference(VisibleEcho(build_task("sequential_layers")), InferenceConfig(steps=2), SIZE)
-
-
 def test_cached_samples_are_the_samples_themselves():
     images = scenes(3)
-    task = build_task("instance", image_size=SIZE)
+    task = InstanceTask(image_size=SIZE)
     plain, cached = TaskDataset(images, task), TaskDataset(images, task, cache=True)
     for _ in range(2):  # made, then read back from the cache
         for i in range(len(plain)):
