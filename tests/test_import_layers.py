@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 # Bottom to top. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("errors", "batch", "masks", "orientations", "run", "task_config")),
+    ("base", ("errors", "batch", "masks", "orientations", "run", "task_config", "whole_appearance")),
     ("metrics", ("metrics",)),
     ("data", ("data",)),
     ("network and diffusion", ("diffusion", "models.unet", "models.guidance", "models.lr_schedule",
