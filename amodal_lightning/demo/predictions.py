@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from scipy import ndimage
 
 from amodal_lightning.batch import PIXEL_MAX
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.loading import LoadedModel, load_for_inference, resolve_device
@@ -188,7 +188,7 @@ class DemoModel:
         if self.per_object:
             if not len(visible):
                 raise DataError("no object marked: click on an object's visible region or draw its mask first")
-            record = LayeredImage(image_id=DEMO_IMAGE_ID, image=image, layers=None, visible=visible)
+            record = ImageRecord(image_id=DEMO_IMAGE_ID, image=image, layers=None, visible=visible)
             prediction = self.inference.predict([record], generator)[0]
             view, masks, samples, whole = object_pictures(image, visible, prediction, self.samples_shown)
             done = f"{len(visible)} object(s) completed"

@@ -1,7 +1,7 @@
 """Evaluating sequential inference on whole images with known layers, beside the two reference rows.
 
 :class:`LayerEvaluator` runs :class:`~amodal_lightning.inference.sequential.SequentialInference` on
-:class:`~amodal_lightning.data.datasets.LayeredImage` s, maps the predictions back to each image's own resolution
+:class:`~amodal_lightning.data.record.ImageRecord` s, maps the predictions back to each image's own resolution
 and accumulates :class:`~amodal_lightning.metrics.LayerMetrics` for four rows:
 
 ``sequential``       the model's own layers fed back (what a user gets)
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amodal_lightning.data.datasets import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data, masks_to_model
 from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.masks import union_by_layer
@@ -44,7 +44,7 @@ ROW_COLUMNS = ("image_id", "true_layers", "predicted_layers", "merges", "miou", 
 ROW_DIGITS = 6
 
 
-def visible_layers(image: LayeredImage) -> np.ndarray | None:
+def visible_layers(image: ImageRecord) -> np.ndarray | None:
     """Union of the visible parts of each layer's objects, bool (K,H,W) aligned with ``image.layers``; None when
     the image has no per-instance ground truth."""
     if image.visible is None or image.instance_layer is None:
@@ -56,7 +56,7 @@ def visible_layers(image: LayeredImage) -> np.ndarray | None:
     return padded
 
 
-def object_truth(image: LayeredImage, device: torch.device) -> dict[str, torch.Tensor]:
+def object_truth(image: ImageRecord, device: torch.device) -> dict[str, torch.Tensor]:
     """Each object's visible mask (1,N,H,W) and layer (1,N), the keyword arguments of
     :meth:`~amodal_lightning.metrics.LayerMetrics.update`; empty when the image has no per-instance ground truth."""
     if image.visible is None or image.instance_layer is None:
@@ -123,7 +123,7 @@ class LayerEvaluator:
         self.metrics = {row: LayerMetrics(capacity).to(inference.device) for row in rows}
 
     @torch.no_grad()
-    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> list[ImageResult]:
+    def update(self, images: Sequence[ImageRecord], generator: torch.Generator | None = None) -> list[ImageResult]:
         """Predict and score a batch of images; returns their sequential predictions at their own resolution."""
         if not images:
             return []

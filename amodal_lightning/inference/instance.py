@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, PIXEL_MAX
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.members import draw_members, read_members
 from amodal_lightning.masks import CropBox, paste_maps, paste_masks
@@ -108,7 +108,7 @@ class InstanceInference:
 
     @torch.no_grad()
     def predict(
-        self, images: Sequence[LayeredImage], generator: torch.Generator | None = None
+        self, images: Sequence[ImageRecord], generator: torch.Generator | None = None
     ) -> list[ObjectPrediction]:
         """Every object of every image (their ``visible`` masks at the image's resolution; ``amodal`` unused)."""
         task = self.module.task
@@ -133,7 +133,7 @@ class InstanceInference:
         return predictions
 
     def _paste(
-        self, image: LayeredImage, samples: list[dict], crop_members: np.ndarray, crop_colours: np.ndarray | None
+        self, image: ImageRecord, samples: list[dict], crop_members: np.ndarray, crop_colours: np.ndarray | None
     ) -> ObjectPrediction:
         shape = image.image.shape[:2]
         k, count = self.config.ensemble_size, len(samples)

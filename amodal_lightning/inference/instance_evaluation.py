@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.instance import InstanceInference, ObjectPrediction
 from amodal_lightning.metrics.appearance import AppearanceMetrics, mean_colour_fill, object_appearance_scores
 from amodal_lightning.metrics.objects import (
@@ -46,7 +46,7 @@ ROWS = (VOTE, BEST_OF_K, VISIBLE_MASK, CONVEX_HULL)
 APPEARANCE_ROWS = (VOTE, BEST_OF_K, VISIBLE_MASK)
 
 
-def scored_objects(image: LayeredImage) -> np.ndarray:
+def scored_objects(image: ImageRecord) -> np.ndarray:
     """Indices of the objects of ``image`` that can be scored: a non-empty amodal mask is known for them."""
     if image.amodal is None or image.visible is None:
         return np.zeros(0, dtype=np.int64)
@@ -69,13 +69,13 @@ class InstanceEvaluator:
 
     @torch.no_grad()
     def update(
-        self, images: Sequence[LayeredImage], generator: torch.Generator | None = None
+        self, images: Sequence[ImageRecord], generator: torch.Generator | None = None
     ) -> tuple[list[ObjectPrediction], list[dict]]:
         """Predict and score a batch of images; returns their predictions and one row per scored object."""
         predictions = self.inference.predict(images, generator)
         return predictions, self.score(images, predictions)
 
-    def score(self, images: Sequence[LayeredImage], predictions: Sequence[ObjectPrediction]) -> list[dict]:
+    def score(self, images: Sequence[ImageRecord], predictions: Sequence[ObjectPrediction]) -> list[dict]:
         """Score predictions already made for ``images``; returns one row per scored object."""
         rows = []
         for image, prediction in zip(images, predictions):
@@ -102,7 +102,7 @@ class InstanceEvaluator:
                 rows.append(entry)
         return rows
 
-    def _score_appearance(self, image: LayeredImage, prediction: ObjectPrediction, keep: np.ndarray) -> list[dict]:
+    def _score_appearance(self, image: ImageRecord, prediction: ObjectPrediction, keep: np.ndarray) -> list[dict]:
         """Accumulate the appearance rows of the scored objects ``keep``; returns the read-out's scores per object
         (none where the model or the image has no appearance)."""
         if prediction.appearance is None or image.whole is None:

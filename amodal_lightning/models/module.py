@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from amodal_lightning.data.datamodule import TARGET
+from amodal_lightning.batch import TARGET
 from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError

@@ -1,6 +1,6 @@
 """Tasks: which samples an image gives, what the network is conditioned on and what it generates.
 
-Every source yields the same per-image record (:class:`~amodal_lightning.data.record.LayeredImage`); a task says
+Every source yields the same per-image record (:class:`~amodal_lightning.data.record.ImageRecord`); a task says
 how many samples an image gives (``num_samples``), makes them (``sample``), and turns a batch into the
 ``(conditioning, target)`` pair the diffusion works on (``split``), under an input convention
 (:mod:`.conventions`). A new task is a class here and an entry in :data:`TASKS`; the data module and the

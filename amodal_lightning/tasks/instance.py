@@ -15,7 +15,7 @@ import torch
 
 from amodal_lightning.batch import BOX, IMAGE, IMAGE_ID, OBJECT, OCCLUDERS, TARGET, VISIBLE
 from amodal_lightning.data.datasets import image_tensor, mask_tensor
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.masks import CropBox, crop_image, crop_masks, object_crop_box, others_union, whole_image_box
 from amodal_lightning.models.guidance import check_dropout
@@ -44,8 +44,11 @@ class InstanceTask:
     name = "instance"
     target_channels = 1
     crops_objects = True
-    # Whether samples read the objects' whole appearance (LayeredImage.whole).
+    # Whether samples read the objects' whole appearance (ImageRecord.whole).
     reads_whole = False
+    repeats_front_layer = False
+    # A crop costs more to make than to keep: samples of images held in memory are made once.
+    caches_samples = True
 
     def __init__(
         self,
@@ -89,7 +92,7 @@ class InstanceTask:
             return whole_image_box(visible.shape)
         return object_crop_box(visible, self.crop_factor, self.min_crop_size)
 
-    def object_sample(self, record: LayeredImage, obj: int, size: int | None = None) -> dict:
+    def object_sample(self, record: ImageRecord, obj: int, size: int | None = None) -> dict:
         """The sample of object ``obj`` of a whole image at its own resolution, cropped and resized to ``size``
         (default: the task's ``image_size``); ``TARGET`` only where the amodal masks are known."""
         size = size or self.image_size
@@ -110,6 +113,10 @@ class InstanceTask:
         return sample
 
     # ----------------------------------------------------------------------------------------- samples
+    def load_size(self, model_size: int) -> int | None:
+        """Images are loaded at their own resolution (None): each crop is resized to the model's size."""
+        return None
+
     def num_samples(self, images, index: int) -> int:
         """One sample per object of image ``index`` of a collection."""
         return images.num_objects(index)

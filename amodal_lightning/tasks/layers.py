@@ -22,6 +22,9 @@ class SequentialLayersTask:
     # Evaluation runs on whole images at their own size; the model sees them resized.
     crops_objects = False
     reads_whole = False
+    # Layer 0 decides every later layer of sequential inference: data.front_layer_repeats draws it more often.
+    repeats_front_layer = True
+    caches_samples = False
     # Classifier-free guidance is not offered for the layer task: no training example drops its conditioning.
     conditioning_dropout = 0.0
 
@@ -30,6 +33,10 @@ class SequentialLayersTask:
         self.image_size = image_size
 
     # ----------------------------------------------------------------------------------------- samples
+    def load_size(self, model_size: int) -> int | None:
+        """Images are loaded at the model's size: a sample is the whole image."""
+        return model_size
+
     def num_samples(self, images, index: int) -> int:
         """Samples of image ``index`` of a collection: its layers plus the terminal one; none without an order."""
         return images.num_samples(index) if images.has_layers(index) else 0

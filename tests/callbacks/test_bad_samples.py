@@ -11,11 +11,13 @@ from PIL import Image
 
 from amodal_lightning.callbacks.bad_samples import ERROR_CHECKPOINT_NAME, SKIPPED_METRIC
 from amodal_lightning.data import sas_folders
-from amodal_lightning.data.datasets import SasImages, TaskDataset
+from amodal_lightning.data.datasets import TaskDataset
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.sas import SasImages
 from amodal_lightning.errors import DataError
 from amodal_lightning.run.checkpoints import is_resumable
 from amodal_lightning.run.config import compose
+from amodal_lightning.tasks import SequentialLayersTask
 from amodal_lightning.train import train
 
 NUM_IMAGES = 6
@@ -128,7 +130,7 @@ def test_the_loader_and_the_deep_check_report_a_broken_file_alike(tmp_path, brea
         Image.fromarray(np.full((IMAGE_SIZE // 2, IMAGE_SIZE // 2), 255, dtype=np.uint8)).save(mask)
     (record,) = sas_folders.scan_sas_root(root).records  # names and sizes only: the file is not read yet
     with pytest.raises(DataError) as info:
-        TaskDataset(SasImages(root, [record], IMAGE_SIZE))[0]
+        TaskDataset(SasImages(root, [record], IMAGE_SIZE), SequentialLayersTask())[0]
     deep = sas_folders.scan_sas_root(root, deep=True)
     assert [problem.message for problem in deep.problems] == [str(info.value)]
     assert str(mask) in str(info.value)

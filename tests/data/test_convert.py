@@ -9,24 +9,26 @@ import numpy as np
 
 from amodal_lightning.data.coco_export import export_coco_amodal
 from amodal_lightning.data.convert import convert
-from amodal_lightning.data.datasets import InMemoryImages, SasImages
+from amodal_lightning.data.datasets import InMemoryImages
 from amodal_lightning.data.object_folders import ObjectFolderImages, scan_object_root
-from amodal_lightning.data.record import LayeredImage
-from amodal_lightning.data.sas_folders import index_sas_root, read_instances
+from amodal_lightning.data.record import ImageRecord
+from amodal_lightning.data.sas_folders import read_instances
 from amodal_lightning.data.scenes import SceneGenerator
+from amodal_lightning.data.sources.sas import SasFolders
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def records(count=4):
     generator = SceneGenerator(image_size=24, seed=4)
-    return [LayeredImage.from_scene(f"scene_{i}", generator.scene(i)) for i in range(count)]
+    return [ImageRecord.from_scene(f"scene_{i}", generator.scene(i)) for i in range(count)]
 
 
 def test_objects_layout_reads_back_the_same_records(tmp_path):
     given = records()
     counts = convert(InMemoryImages(given), "objects", tmp_path / "objects")
-    assert counts == {"images": 4, "objects": sum(r.num_objects for r in given), "left_out_without_layers": 0}
+    objects = sum(r.num_objects for r in given)
+    assert counts == {"images": 4, "objects": objects, "left_out_without_layers": 0, "left_out_unreadable": 0}
     scan = scan_object_root(tmp_path / "objects", deep=True)
     assert not scan.problems
     back = ObjectFolderImages(tmp_path / "objects", scan.records, None)
@@ -38,10 +40,10 @@ def test_objects_layout_reads_back_the_same_records(tmp_path):
 
 def test_sas_layout_keeps_the_layers_and_leaves_out_images_without_them(tmp_path):
     given = records()
-    unordered = LayeredImage("no_order", given[0].image, None, given[0].amodal, given[0].visible)
+    unordered = ImageRecord("no_order", given[0].image, None, given[0].amodal, given[0].visible)
     counts = convert(InMemoryImages([*given, unordered]), "sas", tmp_path / "sas")
     assert counts["images"] == 4 and counts["left_out_without_layers"] == 1
-    back = SasImages(tmp_path / "sas", index_sas_root(tmp_path / "sas"), None)
+    back = SasFolders(tmp_path / "sas", 0.0, 0.0, validate_files=True).images(None, None)
     assert len(back) == 4
     for want, got in zip(given, back):
         np.testing.assert_array_equal(got.layers, want.layers)
