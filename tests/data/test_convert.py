@@ -1,11 +1,13 @@
 """Converting a source to the folder layouts: what is written reads back as the same images, objects and layers."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from coco_annotations import pcnet_cocoa
 
 from amodal_lightning.data.coco_export import export_coco_amodal
 from amodal_lightning.data.convert import convert
@@ -81,3 +83,25 @@ def test_the_command_converts_an_annotation_file(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: layout='coco': expected one of ['objects', 'sas']"
     ]
+
+
+def test_the_command_writes_every_readable_image_and_names_the_others(tmp_path):
+    data, images = pcnet_cocoa(tmp_path)
+    regions = data["annotations"][0]["regions"]
+    number = next(i for i, region in enumerate(regions, start=1) if "visible_mask" in region)
+    regions[number - 1]["visible_mask"]["counts"] = "x"  # pycocotools would decode this to garbage
+    annotations = tmp_path / "ann.json"
+    annotations.write_text(json.dumps(data))
+    args = ["data=cocoa", f"data.annotations={annotations}", f"data.images={images}", f"output={tmp_path / 'out'}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "amodal_lightning.data.convert", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{annotations}: annotation 377 region {number}: visible mask: RLE counts hold b'x'")
+    assert "left out 1 image(s) unreadable" in result.stdout
+    assert len(scan_object_root(tmp_path / "out").records) == len(data["images"]) - 1
