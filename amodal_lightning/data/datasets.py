@@ -99,7 +99,7 @@ class ImageCollection(Sequence):
 
 
 class InMemoryImages(ImageCollection):
-    """Images held in memory (generated scenes)."""
+    """Images held in memory: records already made (generated scenes, or any list of records)."""
 
     def __init__(self, images: Sequence[ImageRecord]):
         self.images = list(images)

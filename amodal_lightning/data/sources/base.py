@@ -51,9 +51,10 @@ PARTIAL_KEY = "_partial_"
 
 
 class Scan(Protocol):
-    """What checking one place of a source found (a root, an annotation file): every problem, one line each, and a
-    one-line summary."""
+    """What checking one place of a source found (a root, an annotation file): its usable images' records (sorted by
+    id), every problem, one line each, and a one-line summary."""
 
+    records: list
     problems: list[Problem]
 
     @property

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from amodal_lightning.data.datasets import ImageCollection
+from amodal_lightning.data.datasets import ImageCollection, InMemoryImages
 from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.data.sources.base import SPLITS, Source, check_split
@@ -23,42 +23,6 @@ SPLIT_STRIDE = 1_000_000_000
 # The settings of `synthetic` that size the splits; its other keys are the generator's.
 SPLIT_SIZES = {"train": "num_train", "val": "num_val", "test": "num_test"}
 DEFAULT_SPLIT_SIZES = {"num_train": 8000, "num_val": 256, "num_test": 256}
-
-
-class SceneImages(ImageCollection):
-    """Generated scenes ``(split name, scene index)``, each made when first read and kept (a sample of a scene held
-    in memory is a few array copies)."""
-
-    def __init__(self, generator: SceneGenerator, scenes: list[tuple[str, int, int]], with_whole: bool = True):
-        self.generator = generator
-        # (image id, scene index) of each image.
-        self.scenes = [(scene_id(name, number), index) for name, number, index in scenes]
-        self.with_whole = with_whole
-        self._made: dict[int, ImageRecord] = {}
-
-    def __len__(self) -> int:
-        return len(self.scenes)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]
-        if index not in self._made:
-            image_id, scene = self.scenes[index]
-            self._made[index] = ImageRecord.from_scene(image_id, self.generator.scene(scene), self.with_whole)
-        return self._made[index]
-
-    def image_id(self, index: int) -> str:
-        return self.scenes[index][0]
-
-    def num_layers(self, index: int) -> int:
-        return self[index].num_layers
-
-    def num_objects(self, index: int) -> int:
-        return self[index].num_objects
-
-    def has_layers(self, index: int) -> bool:
-        return self[index].layers is not None
 
 
 def generator_settings() -> set[str] | None:
@@ -125,14 +89,20 @@ class GeneratedScenes(Source):
         return [scene_id(name, number) for name, number, _ in self._scenes(split)]
 
     def images(self, split: str | None, size: int | None, *, with_whole: bool = True) -> ImageCollection:
-        """The scenes of ``split`` (None: every split's, in order), each made when first read, at the scenes' side:
-        ``size`` must be None or that side (scenes are made at the size they are used at, never resized)."""
+        """The scenes of ``split`` (None: every split's, in order), made now, at the scenes' side: ``size`` must be
+        None or that side (scenes are made at the size they are used at, never resized). ``with_whole=False`` leaves
+        out the objects' whole appearances (four bytes a pixel per object, held only for tasks that read them)."""
         if size is not None and size != self.image_size:
             raise ConfigError(
                 f"image_size={self.image_size}: generated scenes are made at the size they are used at, not resized "
                 f"to {size}"
             )
-        return SceneImages(self.generator, self._scenes(split), with_whole)
+        return InMemoryImages(
+            [
+                ImageRecord.from_scene(scene_id(name, number), self.generator.scene(index), with_whole)
+                for name, number, index in self._scenes(split)
+            ]
+        )
 
     def check(self, deep: bool = False, *, require_masks: bool = True) -> list:
         """Nothing to check: the scenes are made in memory."""

@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
 
+from amodal_lightning.batch import IMAGE, IMAGE_ID
+from amodal_lightning.data.datamodule import AmodalDataModule
 from amodal_lightning.data.datasets import InMemoryImages
 from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.sas_folders import Problem
+from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.data.sources.base import IndexedSource, build_source, held_out, source_from_config
 from amodal_lightning.data.sources.sas import SasFolders
 from amodal_lightning.data.sources.scenes import GeneratedScenes
@@ -50,7 +54,10 @@ class NumberedImages(IndexedSource):
         return _Scan(Path("numbered"), [_Record(i) for i in ids if i not in broken], problems)
 
     def collection(self, records, size, *, with_whole=True):
-        return InMemoryImages([ImageRecord(r.image_id, None, None) for r in records])
+        generator = SceneGenerator(image_size=size or 16, seed=1)
+        return InMemoryImages(
+            [ImageRecord.from_scene(r.image_id, generator.scene(int(r.image_id[3:])), with_whole) for r in records]
+        )
 
 
 def test_splits_are_seeded_disjoint_and_complete():
@@ -116,3 +123,23 @@ def test_a_data_config_naming_no_source_or_a_bad_key_is_one_line(tmp_path):
         source_from_config({"root": str(tmp_path)})
     with pytest.raises(ConfigError, match="^data.source: ImageRecord is not a data source"):
         build_source({"_target_": "amodal_lightning.data.record.ImageRecord"}, {})
+
+
+def test_a_layout_defined_outside_the_package_trains_from_its_config_alone():
+    """A new layout is one class and one data config: the data module builds it from ``source._target_`` and the
+    config's keys it names, and makes the task's samples of its images."""
+    config = {
+        "_target_": "amodal_lightning.data.datamodule.AmodalDataModule",
+        "source": {"_target_": f"{__name__}.NumberedImages", "_partial_": True},
+        "count": 8,
+        "val_fraction": 0.25,
+        "test_fraction": 0.0,
+        "image_size": 16,
+        "batch_size": 2,
+    }
+    dm = instantiate(config, _convert_="all")
+    assert isinstance(dm, AmodalDataModule) and isinstance(dm.source, NumberedImages)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch[IMAGE].shape == (2, 3, 16, 16) and set(batch[IMAGE_ID]) <= set(dm.source.image_ids("train"))
+    assert [record.image_id for record in dm.panel_scenes(5)] == dm.source.image_ids("val")
