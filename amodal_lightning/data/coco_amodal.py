@@ -104,11 +104,6 @@ class AnnotationScan:
             text += f", {len(self.unordered)} image(s) without a depth order (no layers)"
         return text
 
-    def raise_first(self) -> None:
-        """Raise the first problem as a one-line :class:`DataError`; do nothing for a clean file."""
-        if self.problems:
-            raise DataError(self.problems[0].message)
-
 
 def read_json(path: str | Path) -> Any:
     """A parsed JSON file, or a one-line DataError naming it."""

@@ -26,7 +26,6 @@ from amodal_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
-BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
 # With skip_bad, a sample that fails to load is replaced by the one this many positions on (a prime: the replacement
 # is unrelated to the failed sample, and the same in every run), trying at most MAX_REPLACEMENTS in a row.
 REPLACEMENT_STRIDE = 7919

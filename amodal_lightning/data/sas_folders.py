@@ -286,11 +286,6 @@ class RootScan:
             text += f", {misnamed} misnamed folder(s) ignored)" if misnamed else ")"
         return text
 
-    def raise_first(self) -> None:
-        """Raise the first problem as a one-line :class:`DataError`; do nothing for a clean root."""
-        if self.problems:
-            raise DataError(self.problems[0].message)
-
 
 def _required_files(require_masks: bool) -> tuple[str, ...]:
     return (IMAGE_FILE, MASK_FILE, OCCLUSION_FILE) if require_masks else (IMAGE_FILE,)

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, TARGET
 from amodal_lightning.data.datamodule import AmodalDataModule, auto_num_workers
-from amodal_lightning.data.datasets import BATCH_KEYS, NoiseMixingSampler
+from amodal_lightning.data.datasets import NoiseMixingSampler
 from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.data.sources.sas import SasFolders
@@ -22,6 +22,8 @@ from amodal_lightning.orientations import ORIENTATION_SETS
 from amodal_lightning.run.config import compose, resolve_model_inputs
 
 SIZE = 32
+# The keys of a layer task's batch.
+BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
 NUM_IMAGES = 20
 NUM_NOISE_IMAGES = 6
 TINY_SYNTHETIC = {"num_train": 12, "num_val": 4, "num_test": 4, "seed": 1}

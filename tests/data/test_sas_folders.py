@@ -27,7 +27,8 @@ SIZE = 24
 def index_sas_root(root, **options):
     """The records of ``root`` from the shallow scan; its first problem raised (what the SAS source does)."""
     scan = scan_sas_root(root, **options)
-    scan.raise_first()
+    if scan.problems:
+        raise DataError(scan.problems[0].message)
     return scan.records
 
 
