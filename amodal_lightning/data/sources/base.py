@@ -236,9 +236,14 @@ def source_factory(source: Any) -> Callable[..., Source]:
     if isinstance(source, Mapping):
         if TARGET_KEY not in source:
             raise ConfigError(f"data.source: expected a node with the source class's {TARGET_KEY}, got {source!r}")
+        from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
-        source = instantiate({**source, PARTIAL_KEY: True})
+        try:
+            source = instantiate({**source, PARTIAL_KEY: True})
+        except InstantiationException as err:
+            reason = str(err).strip().splitlines()[0]
+            raise ConfigError(f"data.source._target_={source[TARGET_KEY]!r}: cannot be imported ({reason})") from None
     if isinstance(source, str) or not callable(source):
         # A checkpoint written before sources were classes names its source by a string.
         raise ConfigError(

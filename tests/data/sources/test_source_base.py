@@ -121,6 +121,8 @@ def test_a_data_config_naming_no_source_or_a_bad_key_is_one_line(tmp_path):
         source_from_config({"source": "synthetic", "synthetic": {}})
     with pytest.raises(ConfigError, match="^data.source: the data config names no source"):
         source_from_config({"root": str(tmp_path)})
+    with pytest.raises(ConfigError, match=r"^data.source._target_='sources.nowhere.Roots': cannot be imported"):
+        build_source({"_target_": "sources.nowhere.Roots"}, {})
     with pytest.raises(ConfigError, match="^data.source: ImageRecord is not a data source"):
         build_source({"_target_": "amodal_lightning.data.record.ImageRecord"}, {})
 
