@@ -2,10 +2,10 @@
 
 A thin Hydra entry point: load the checkpoint, pick the data (the checkpoint's own, or a named data group), run
 the evaluator of the checkpoint's task (``task.evaluator(...)``, :class:`~amodal_lightning.inference.base.Evaluator`)
-over the split at the data's own resolution, print the metrics table with its reference rows, and write
-``metrics.json``, one row per image or per object (``per_image.csv`` for the layer task, ``per_object.csv`` for the
-per-object tasks) and, where the task's outputs are objects, ``results.json`` (the predictions as a results file
-``score`` reads).
+over the split, its images at their own resolution (generated scenes are made at the model's size), print the
+metrics table with its reference rows, and write ``metrics.json``, one row per image or per object
+(``per_image.csv`` for the layer task, ``per_object.csv`` for the per-object tasks) and, where the task's outputs
+are objects, ``results.json`` (the predictions as a results file ``score`` reads).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from amodal_lightning.data.coco_export import write_results
-from amodal_lightning.data.datamodule import FOLDER_SOURCES
 from amodal_lightning.data.datasets import ImageCollection
+from amodal_lightning.data.sources.base import source_from_config
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.base import REFERENCE_MODEL
 from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.command_line import entry_point
-from amodal_lightning.run.config import instantiate_at, to_container, user_errors_as_one_line
+from amodal_lightning.run.config import to_container, user_errors_as_one_line
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -41,7 +41,6 @@ ROWS_FILE = "per_{unit}.csv"
 # task's outputs are objects.
 RESULTS_FILE = "results.json"
 TARGET_KEY = "_target_"
-FOLDER_COLLECTIONS = tuple(collection for _, collection in FOLDER_SOURCES.values())
 # Keys evaluate.yaml itself puts under `data` (for a named group); anything else needs a named group.
 EVALUATE_DATA_KEYS = {"val_fraction", "test_fraction"}
 
@@ -50,7 +49,8 @@ def data_config(cfg: DictConfig, run_config: dict) -> dict:
     """The data to evaluate on: a data group named on the command line, else the checkpoint's training data."""
     named = cfg.get("data")
     if named is not None and TARGET_KEY in named:
-        return to_container(named)
+        # A key the user must give (data.root=???) is refused in one line naming it.
+        return OmegaConf.to_container(named, resolve=True, throw_on_missing=True)
     extra = sorted(set(named or {}) - EVALUATE_DATA_KEYS)
     if extra:
         raise ConfigError(f"data.{extra[0]}: name a data group too (data=sas or data=synthetic) to evaluate on it")
@@ -62,16 +62,11 @@ def data_config(cfg: DictConfig, run_config: dict) -> dict:
     return dict(run_config["data"])
 
 
-def task_config(module) -> dict:
-    """The checkpoint's task settings as the data module takes them (the input convention is the model's)."""
-    return {key: value for key, value in dict(module.hparams["task"]).items() if key != "convention"}
-
-
-def native_resolution(collection: ImageCollection) -> ImageCollection:
-    """The same images at their own resolution: images of a root unresized (generated scenes already are)."""
-    if isinstance(collection, FOLDER_COLLECTIONS):
-        return type(collection)(collection.root, collection.records, image_size=None)
-    return collection
+def evaluation_images(data: dict, split: str, image_size: int, reads_whole: bool) -> ImageCollection:
+    """The images of ``split`` of the source ``data`` names, each at its own resolution (generated scenes are made
+    at the model's ``image_size``); with each object's whole appearance where the task reads it."""
+    source = source_from_config(data, image_size=image_size)
+    return source.images(split, None, with_whole=reads_whole)
 
 
 def _num_images(value) -> int | None:
@@ -91,14 +86,11 @@ def evaluate(cfg: DictConfig) -> dict:
     loaded = load_for_inference(cfg.ckpt_path, device)
     settings = InferenceConfig.from_mapping(to_container(cfg.inference))
     data = data_config(cfg, loaded.run_config)
-    # The data group does not read the model's size; the checkpoint gives it.
+    # The data group does not read the model's size; the checkpoint gives it (the size scenes are made at).
     data["image_size"] = loaded.image_size
-    data["task"] = task_config(loaded.module)
-    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
-    datamodule = instantiate_at(OmegaConf.create({"data": data}), "data", _recursive_=False)
-    collection = native_resolution(datamodule.scenes(cfg.split))
+    collection = evaluation_images(data, cfg.split, loaded.image_size, loaded.module.task.reads_whole)
     count = len(collection) if num_images is None else min(num_images, len(collection))
-    where = data.get("root") or data.get("annotations") or data.get("source")
+    where = data.get("root") or data.get("annotations") or "the generated scenes"
     if count == 0:
         raise DataError(
             f"split={cfg.split}: no image to evaluate in {where} "

@@ -27,8 +27,9 @@ import torch
 from omegaconf import DictConfig
 
 from amodal_lightning.data import coco_formats
-from amodal_lightning.data.coco_amodal import decode, read_json, to_rle
+from amodal_lightning.data.coco_amodal import read_json
 from amodal_lightning.data.coco_export import read_results
+from amodal_lightning.data.coco_masks import checked_rle, decode
 from amodal_lightning.data.detections import read_result_list
 from amodal_lightning.data.instance_truth import read_instance_truth
 from amodal_lightning.errors import ConfigError, DataError
@@ -74,6 +75,7 @@ def score_results(
     except ValueError as err:
         raise DataError(f"{annotations}: {err}") from None
     del data
+    padded = fmt in coco_formats.PADDED_RLE_FORMATS
     predictions = read_results(results)
     rows = {
         row: InstanceMetrics(occlusion_edges=tuple(occlusion_edges)) for row in (RESULTS_ROW, VISIBLE_MASK, CONVEX_HULL)
@@ -91,8 +93,13 @@ def score_results(
                 counts["left_out_malformed"] += 1
                 continue
             try:
-                full = decode(to_rle(obj.amodal, raw.height, raw.width))
-                shown = full if obj.visible is None else decode(to_rle(obj.visible, raw.height, raw.width))
+                # Checked as training reads them: a mask pycocotools would decode to garbage is malformed.
+                full = decode(checked_rle(obj.amodal, raw.height, raw.width, padded=padded))
+                shown = (
+                    full
+                    if obj.visible is None
+                    else decode(checked_rle(obj.visible, raw.height, raw.width, padded=padded))
+                )
             except (ValueError, TypeError, KeyError):
                 counts["left_out_malformed"] += 1
                 continue

@@ -1,6 +1,6 @@
 """An object's whole appearance: the RGBA format a source gives it in, and the object alone on neutral grey.
 
-A record's ``whole`` (:class:`~amodal_lightning.data.record.LayeredImage`) holds each object's own pixels over all
+A record's ``whole`` (:class:`~amodal_lightning.data.record.ImageRecord`) holds each object's own pixels over all
 of its amodal mask, RGBA uint8 (alpha 255 there, 0 elsewhere). The whole-object task generates the object on a
 neutral grey background (:mod:`amodal_lightning.tasks.gestalt`), its inference pastes generated appearances back
 onto that grey, and the appearance metrics compare both on it; all of them share the conversion here.

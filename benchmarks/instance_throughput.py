@@ -30,11 +30,9 @@ from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - befo
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.evaluate import data_config, native_resolution, task_config
+from amodal_lightning.evaluate import data_config, evaluation_images
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig
@@ -61,10 +59,8 @@ def objects_to_benchmark(cfg, need: str = "task=instance"):
             f"ckpt_path={cfg.ckpt_path}: a {task.name} model, whose outputs are not objects; this benchmark "
             f"measures per-object completion and needs a {need} checkpoint"
         )
-    data = {**data_config(cfg, loaded.run_config), "image_size": loaded.image_size, "task": task_config(loaded.module)}
-    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
-    datamodule = instantiate(OmegaConf.create(data), _convert_="all", _recursive_=False)
-    collection = native_resolution(datamodule.scenes(cfg.split))
+    data = data_config(cfg, loaded.run_config)
+    collection = evaluation_images(data, cfg.split, loaded.image_size, loaded.module.task.reads_whole)
     count = min(int(cfg.num_images or len(collection)), len(collection))
     if count == 0:
         raise DataError(f"split={cfg.split}: no image to benchmark on")

@@ -390,7 +390,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             "root": str(args.root),
             "images": args.images,
             "images_written_now": written,
-            "train_images": len(datamodule.scenes("train")),
+            "train_images": len(datamodule.images("train")),
             "train_samples_per_epoch": samples_per_epoch,
             "scene_size": scene_size,
             "image_size": image_size,

@@ -39,12 +39,11 @@ from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - befo
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from amodal_lightning.data.datasets import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import DataError
-from amodal_lightning.evaluate import data_config, native_resolution
+from amodal_lightning.evaluate import data_config, evaluation_images
 from amodal_lightning.inference.ensemble import SAS
 from amodal_lightning.inference.evaluation import EMPTY, SEQUENTIAL, TEACHER_FORCED, VISIBLE_ORACLE, LayerEvaluator
 from amodal_lightning.inference.layers import LayerInference
@@ -114,7 +113,7 @@ class Bench:
     loaded: LoadedModel
     device: torch.device
     data: dict
-    images: list[LayeredImage]
+    images: list[ImageRecord]
     max_true_layers: int
     machine: dict
 
@@ -153,9 +152,7 @@ def set_up(cfg: DictConfig) -> Bench:
     device = resolve_device(cfg.device)
     loaded = load_for_inference(cfg.ckpt_path, device)
     data = data_config(cfg, loaded.run_config)
-    # The data module builds the task from its config itself (amodal_lightning.task_config): Hydra must not.
-    datamodule = instantiate(OmegaConf.create(data), _convert_="all", _recursive_=False)
-    collection = native_resolution(datamodule.scenes(cfg.split))
+    collection = evaluation_images(data, cfg.split, loaded.image_size, loaded.module.task.reads_whole)
     count = len(collection) if cfg.num_images is None else min(int(cfg.num_images), len(collection))
     if count == 0:
         raise DataError(f"split={cfg.split}: no image to benchmark on")

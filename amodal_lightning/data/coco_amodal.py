@@ -5,18 +5,21 @@ the file has them, no mask decoded); :class:`CocoAmodalImages` decodes an image'
 pycocotools, the reference decoder of COCO polygons and RLE. Which keys hold what in each format is
 :mod:`amodal_lightning.data.coco_formats`; depth orders come from :mod:`amodal_lightning.data.depth_order`.
 
-What a record holds (:class:`~amodal_lightning.data.record.LayeredImage`): the image's objects in file order, less
+What a record holds (:class:`~amodal_lightning.data.record.ImageRecord`): the image's objects in file order, less
 those left out by the options (COCOA stuff regions unless ``include_stuff``; objects whose visible part has fewer
 than ``min_visible_pixels`` pixels); ``object_ids`` are the annotation ids (COCOA: the region numbers, from 1).
 Where the file gives a depth order, the SAS layers follow from it (:func:`~amodal_lightning.masks.assign_layers`);
-an image whose order is missing or has a cycle, or that lost an annotation to a problem, has ``layers=None`` and is
-left out of the layer task (the per-object task still reads it).
+an image whose order is missing or contradicts itself, or that lost an annotation to a problem, has
+``layers=None`` and is left out of the layer task (the per-object task still reads it).
 
 One scanner (:func:`scan_coco_annotations`) checks a file against its images folder and collects every problem,
 one line each naming the annotation file and the annotation id: it reads keys and file metadata only, in seconds
-for a KINS-sized file; ``deep=True`` also decodes every mask and image. :func:`load_coco_amodal` refuses a file with
-problems, or with ``skip_bad_samples`` leaves out the bad annotations (their image keeps its other objects but
-loses its layers) and the bad images, and counts them.
+for a KINS-sized file; ``deep=True`` also decodes every mask and image. Reading an image
+(:class:`CocoAmodalImages`) checks its masks as the deep scan does (:func:`object_rles`), so a mask pycocotools
+would decode to garbage is refused in the deep scan's line, naming the annotation, wherever it is read. The source
+(:class:`~amodal_lightning.data.sources.annotations.AnnotationFile`) refuses a file with problems, or with
+``skip_bad_samples`` leaves out the bad annotations (their image keeps its other objects but loses its layers) and
+the bad images, and counts them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import json
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -34,65 +36,18 @@ from pycocotools import mask as mask_utils
 
 from amodal_lightning.data import coco_formats, depth_order
 from amodal_lightning.data.coco_formats import RawImage, RawObject
+from amodal_lightning.data.coco_masks import checked_rle, decode, overlaps, structure_problem
 from amodal_lightning.data.datasets import ImageCollection
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.sas_folders import SCAN_THREADS, Problem, file_problem, load_image
 from amodal_lightning.errors import DataError
 from amodal_lightning.masks import layers_from_overlaps, resize_image_to, resize_masks, union_by_layer
 
-# COCO polygons are flat lists x1, y1, x2, y2, ...: a polygon needs 3 points to enclose any area.
-MIN_POLYGON_POINTS = 3
 # Option defaults: objects without a single visible pixel are left out; COCOA's stuff regions are left out.
 DEFAULT_MIN_VISIBLE_PIXELS = 1
 DEFAULT_INCLUDE_STUFF = False
 # Images each scanning task checks (a stat per image, or a decode of all its masks with deep=True).
 IMAGES_PER_SCAN_TASK = 256
-
-
-# ------------------------------------------------------------------------------------------------ masks
-
-
-def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
-    """Why a polygon list or RLE cannot be a mask of a ``height`` x ``width`` image, from its structure alone."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return "has no polygon"
-        for number, polygon in enumerate(segmentation, start=1):
-            if not isinstance(polygon, list) or len(polygon) % 2:
-                return f"polygon {number} is not a flat list of x, y coordinates"
-            if len(polygon) < 2 * MIN_POLYGON_POINTS:
-                return f"polygon {number} has {len(polygon) // 2} point(s), expected at least {MIN_POLYGON_POINTS}"
-        return None
-    if isinstance(segmentation, dict) and "size" in segmentation and "counts" in segmentation:
-        size = segmentation["size"]
-        if not isinstance(size, list) or len(size) != 2 or [int(v) for v in size] != [height, width]:
-            return f"RLE size {size} (height, width) differs from its image's [{height}, {width}]"
-        return None
-    return "expected polygons (lists of x, y coordinates) or an RLE (a dict with 'size' and 'counts')"
-
-
-def to_rle(segmentation: Any, height: int, width: int) -> dict:
-    """Polygons, uncompressed or compressed RLE -> one compressed RLE of a ``height`` x ``width`` mask."""
-    if isinstance(segmentation, list):
-        for polygon in segmentation:
-            if not all(isinstance(v, Real) for v in polygon):
-                raise ValueError("polygon coordinates must be numbers")
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation["counts"], list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
-
-
-def decode(rle: dict) -> np.ndarray:
-    """A compressed RLE -> bool (H,W)."""
-    return mask_utils.decode(rle).astype(bool)
-
-
-def overlaps(rles: list[dict]) -> np.ndarray:
-    """Which masks share a pixel, from their RLE (no mask decoded): bool (N,N)."""
-    if len(rles) < 2:
-        return np.ones((len(rles), len(rles)), dtype=bool)
-    return np.asarray(mask_utils.iou(rles, rles, [0] * len(rles))) > 0
 
 
 # ------------------------------------------------------------------------------------------------ the index
@@ -114,7 +69,8 @@ class ImageEntry:
 @dataclass(frozen=True)
 class AnnotationScan:
     """What scanning an annotation file found: its usable images (file order), every problem (one line each, sorted
-    as found), and the images kept without layers (their depth order is missing, has a cycle, or lost an object)."""
+    as found), and the images kept without layers (their depth order is missing or contradicts itself, or they lost
+    an object)."""
 
     annotations: Path
     images: Path
@@ -124,6 +80,11 @@ class AnnotationScan:
     unordered: list[Problem]
     num_images: int
     num_objects: int
+
+    @property
+    def location(self) -> Path:
+        """What was scanned: the annotation file."""
+        return self.annotations
 
     @property
     def bad_image_ids(self) -> set[str]:
@@ -143,11 +104,6 @@ class AnnotationScan:
             text += f", {len(self.unordered)} image(s) without a depth order (no layers)"
         return text
 
-    def raise_first(self) -> None:
-        """Raise the first problem as a one-line :class:`DataError`; do nothing for a clean file."""
-        if self.problems:
-            raise DataError(self.problems[0].message)
-
 
 def read_json(path: str | Path) -> Any:
     """A parsed JSON file, or a one-line DataError naming it."""
@@ -165,17 +121,30 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: cannot read ({err})") from None
 
 
-def _mask_problem(obj: RawObject, height: int, width: int) -> str | None:
-    """Why an object's masks do not decode, or its amodal mask has no pixel inside the image (deep scans)."""
+def object_rles(obj: RawObject, height: int, width: int, *, padded: bool = False) -> tuple[dict, dict]:
+    """An object's amodal and visible masks as checked compressed RLE of the image's size (visible = amodal where the
+    file gives none), or ValueError with the mask and the reason (``visible mask: RLE counts cover ...``)."""
+    rles = []
     for kind, segmentation in (("amodal", obj.amodal), ("visible", obj.visible)):
         if segmentation is None:
+            rles.append(rles[0])
             continue
         try:
-            mask = decode(to_rle(segmentation, height, width))
-        except (ValueError, TypeError, KeyError) as err:
-            return f"cannot decode its {kind} mask ({err})"
-        if kind == "amodal" and not mask.any():
-            return "amodal mask has no pixel inside the image"
+            rles.append(checked_rle(segmentation, height, width, padded=padded))
+        except ValueError as err:
+            raise ValueError(f"{kind} mask: {err}") from None
+    return rles[0], rles[1]
+
+
+def _mask_problem(obj: RawObject, height: int, width: int, padded: bool) -> str | None:
+    """Why an object's masks cannot be read (:func:`object_rles`), or its amodal mask has no pixel inside the image
+    (deep scans)."""
+    try:
+        amodal, _ = object_rles(obj, height, width, padded=padded)
+    except ValueError as err:
+        return str(err)
+    if not decode(amodal).any():
+        return "amodal mask has no pixel inside the image"
     return None
 
 
@@ -200,7 +169,7 @@ def _resolve_order(spec: coco_formats.OrderSpec, num_objects: int) -> depth_orde
 
 
 def _check_image(
-    raw: RawImage, file: Path, images: Path, deep: bool, include_stuff: bool
+    raw: RawImage, file: Path, images: Path, deep: bool, include_stuff: bool, padded: bool
 ) -> tuple[ImageEntry | None, list[str], str | None]:
     """One image: its entry (None when a problem leaves it out), its problem lines, and why it has no layers."""
     prefix = f"{file}: "
@@ -219,10 +188,10 @@ def _check_image(
         reason = obj.problem
         for kind, segmentation in (("amodal", obj.amodal), ("visible", obj.visible)):
             if reason is None and segmentation is not None:
-                found = segmentation_problem(segmentation, raw.height, raw.width)
+                found = structure_problem(segmentation, raw.height, raw.width, padded=padded)
                 reason = None if found is None else f"{kind} mask: {found}"
         if reason is None and deep:
-            reason = _mask_problem(obj, raw.height, raw.width)
+            reason = _mask_problem(obj, raw.height, raw.width, padded)
         if reason is not None:
             problems.append(f"{obj.label}: {reason}")
             bad.add(position)
@@ -234,8 +203,13 @@ def _check_image(
     else:
         result = _resolve_order(raw.order, len(raw.objects))
         if result.order is None:
+            # A self-contradicting order ("1-2,2-1") is the file's error, not a missing order: a problem.
             cyclic = [raw.objects[i].object_id for i in result.cyclic]
-            unordered = f"depth order has a cycle (objects {cyclic} are on or behind it)"
+            problems.append(
+                f"{raw.label}: depth order contradicts itself (objects {cyclic} are on or behind a cycle); the image "
+                "has no layers"
+            )
+            unordered = "depth order contradicts itself"
         elif problems:
             unordered = "lost an annotation to a problem"
         else:
@@ -257,9 +231,10 @@ def scan_coco_annotations(
 
     ``source`` is the format the file must have (one of :data:`~amodal_lightning.data.coco_formats.FORMATS`), or
     None to detect it. The default checks read keys and file metadata only: every image listed (its file present
-    and not empty), every annotation's image listed, polygons of at least 3 points, RLE of their image's size,
-    depth orders that parse and name existing objects. ``deep=True`` also decodes every image and mask. A file that
-    is none of the formats, or not the one asked for, is an error: there is nothing to scan.
+    and not empty), every annotation's image listed, polygons of at least 3 points, RLE of their image's size (D2SA:
+    at least its size), depth orders that parse, name existing objects and do not contradict themselves.
+    ``deep=True`` also decodes every image and mask, as reading them does. A file that is none of the formats, or
+    not the one asked for, is an error: there is nothing to scan.
     """
     annotations, images = Path(annotations), Path(images)
     if not images.is_dir():
@@ -277,11 +252,12 @@ def scan_coco_annotations(
     except ValueError as err:
         raise DataError(f"{annotations}: {err}") from None
     del data
+    padded = fmt in coco_formats.PADDED_RLE_FORMATS
     problems = [Problem(f"{annotations}: {line}") for line in file_problems]
     chunks = [tables[i : i + IMAGES_PER_SCAN_TASK] for i in range(0, len(tables), IMAGES_PER_SCAN_TASK)]
 
     def check(chunk: list[RawImage]):
-        return [(raw, _check_image(raw, annotations, images, deep, include_stuff)) for raw in chunk]
+        return [(raw, _check_image(raw, annotations, images, deep, include_stuff, padded)) for raw in chunk]
 
     records, unordered = [], []
     with ThreadPoolExecutor(SCAN_THREADS) as pool:
@@ -314,39 +290,50 @@ class _Layout:
 
 
 class CocoAmodalImages(ImageCollection):
-    """The images of an annotation file, read lazily from ``images_root``, resized to ``image_size`` (None: their
-    own size). Objects with fewer than ``min_visible_pixels`` visible pixels are left out. Decoded records of the
-    last ``cache_size`` images read are kept (0: none)."""
+    """The images of an annotation file (``annotations``, named in errors), read lazily from ``images_root``,
+    resized to ``image_size`` (None: their own size). Objects with fewer than ``min_visible_pixels`` visible pixels
+    are left out. Decoded records of the last ``cache_size`` images read are kept (0: none). ``padded``: RLE may be
+    larger than their image, empty beyond it (D2SA).
+
+    Every mask is checked as it is read (:func:`object_rles`): a bad one is a one-line DataError naming the file and
+    the annotation, the deep scan's line, whichever command reads it.
+    """
 
     def __init__(
         self,
         images_root: str | Path,
         entries: list[ImageEntry],
         *,
+        annotations: str | Path,
         image_size: int | None = None,
         min_visible_pixels: int = DEFAULT_MIN_VISIBLE_PIXELS,
         cache_size: int = 0,
+        padded: bool = False,
     ):
         self.images_root = Path(images_root)
         self.entries = list(entries)
+        self.annotations = Path(annotations)
         self.image_size = image_size
         self.min_visible_pixels = int(min_visible_pixels)
         self.cache_size = int(cache_size)
+        self.padded = bool(padded)
         self._layouts: dict[int, _Layout] = {}
-        self._cache: OrderedDict[int, LayeredImage] = OrderedDict()
-        # What scanning the file found, where :func:`load_coco_amodal` built the collection.
-        self.scan: AnnotationScan | None = None
+        self._cache: OrderedDict[int, ImageRecord] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def _rles(self, entry: ImageEntry) -> tuple[list[dict], list[dict]]:
+        """Every object's amodal and visible RLE, checked; a bad mask is a DataError naming its annotation."""
         height, width = entry.raw.height, entry.raw.width
-        objects = entry.raw.objects
-        amodal = [to_rle(obj.amodal, height, width) for obj in objects]
-        visible = [
-            rle if obj.visible is None else to_rle(obj.visible, height, width) for obj, rle in zip(objects, amodal)
-        ]
+        amodal, visible = [], []
+        for obj in entry.raw.objects:
+            try:
+                rles = object_rles(obj, height, width, padded=self.padded)
+            except ValueError as err:
+                raise DataError(f"{self.annotations}: {obj.label}: {err}") from None
+            amodal.append(rles[0])
+            visible.append(rles[1])
         return amodal, visible
 
     def _layout(self, index: int, rles: tuple[list[dict], list[dict]] | None = None) -> _Layout:
@@ -376,7 +363,7 @@ class CocoAmodalImages(ImageCollection):
                 self._cache.popitem(last=False)
         return record
 
-    def _read(self, index: int) -> LayeredImage:
+    def _read(self, index: int) -> ImageRecord:
         entry = self.entries[index]
         raw = entry.raw
         path = self.images_root / raw.file_name
@@ -397,7 +384,7 @@ class CocoAmodalImages(ImageCollection):
             image = resize_image_to(image, (size, size))
             amodal, visible = resize_masks(amodal, size), resize_masks(visible, size)
             layers = None if layers is None else resize_masks(layers, size)
-        return LayeredImage(
+        return ImageRecord(
             image_id=raw.image_id,
             image=image,
             layers=layers,
@@ -419,33 +406,3 @@ class CocoAmodalImages(ImageCollection):
 
     def has_layers(self, index: int) -> bool:
         return self.entries[index].order is not None
-
-
-def load_coco_amodal(
-    annotations: str | Path,
-    images: str | Path,
-    *,
-    source: str | None = None,
-    include_stuff: bool = DEFAULT_INCLUDE_STUFF,
-    min_visible_pixels: int = DEFAULT_MIN_VISIBLE_PIXELS,
-    image_size: int | None = None,
-    skip_bad_samples: bool = False,
-    deep: bool = False,
-    cache_size: int = 0,
-) -> CocoAmodalImages:
-    """The images of an annotation file, scanned first (:func:`scan_coco_annotations`).
-
-    A file with problems is refused in one line (the first problem and the count), unless ``skip_bad_samples``: then
-    the bad images and annotations are left out and counted in :attr:`CocoAmodalImages.scan`.
-    """
-    scan = scan_coco_annotations(annotations, images, deep, source=source, include_stuff=include_stuff)
-    if scan.problems and not skip_bad_samples:
-        raise DataError(f"{scan.problems[0]} ({scan.summary()}; skip_bad_samples=true loads the rest)")
-    if not scan.records:
-        first = f"; the first problem: {scan.problems[0]}" if scan.problems else ""
-        raise DataError(f"{scan.annotations}: no usable image ({scan.summary()}){first}")
-    collection = CocoAmodalImages(
-        images, scan.records, image_size=image_size, min_visible_pixels=min_visible_pixels, cache_size=cache_size
-    )
-    collection.scan = scan
-    return collection

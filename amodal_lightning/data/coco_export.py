@@ -2,7 +2,7 @@
 the generated scenes) as a COCO-style amodal annotation file, and predictions as a results file.
 
 The annotation file (format ``amodal_coco`` of :mod:`amodal_lightning.data.coco_formats`, read back by
-:func:`~amodal_lightning.data.coco_amodal.load_coco_amodal`)::
+:class:`~amodal_lightning.data.sources.annotations.AnnotationFile`, ``data=amodal_coco``)::
 
     {"info": {"format": "amodal_lightning.coco_amodal", ...},
      "categories": [{"id": 1, "name": "object", "supercategory": "object"}],
@@ -33,7 +33,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from amodal_lightning.data.coco_formats import DEPTH_ORDER_KEY, EXPORT_MARKER
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.coco_masks import checked_rle, counts_problem, decode
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import DataError
 from amodal_lightning.metrics.ap import VISIBLE_RESULT_KEY
 
@@ -54,7 +55,7 @@ def _bbox(rle: dict) -> list[float]:
 
 
 def export_coco_amodal(
-    records: Iterable[LayeredImage],
+    records: Iterable[ImageRecord],
     path: str | Path,
     images_dir: str | Path | None = None,
     description: str = "amodal_lightning export",
@@ -152,9 +153,21 @@ def result_key(entry: dict) -> tuple[str, int]:
     return str(entry["image_id"]), int(entry["annotation_id"])
 
 
+def checked_result_rle(segmentation) -> dict:
+    """A results entry's segmentation, an RLE of the mask's own ``size``, checked (its ``counts`` cover that size);
+    ValueError with the reason otherwise."""
+    if not isinstance(segmentation, dict) or "size" not in segmentation or "counts" not in segmentation:
+        raise ValueError("is no RLE (a dict with 'size' and 'counts')")
+    problem = counts_problem(segmentation)
+    if problem is not None:
+        raise ValueError(problem)
+    return checked_rle(segmentation, *segmentation["size"])
+
+
 def read_results(path: str | Path) -> dict[tuple[str, int], dict]:
     """A results file keyed by (image id, annotation id) (:func:`result_key`); each entry's ``mask`` is its decoded
-    bool (H,W) amodal mask."""
+    bool (H,W) amodal mask. A segmentation that is no RLE, or whose ``counts`` do not cover its ``size`` (what
+    pycocotools would decode to garbage), is refused in one line naming the entry."""
     path = Path(path)
     try:
         entries = json.loads(path.read_text())
@@ -172,9 +185,9 @@ def read_results(path: str | Path) -> dict[tuple[str, int], dict]:
         if key in by_id:
             raise DataError(f"{path}: image {key[0]} annotation {key[1]} has two results")
         try:
-            mask = mask_utils.decode(entry["segmentation"]).astype(bool)
-        except (TypeError, ValueError, KeyError) as err:
-            raise DataError(f"{path}: image {key[0]} annotation {key[1]}: segmentation is no RLE ({err})") from None
+            mask = decode(checked_result_rle(entry["segmentation"]))
+        except ValueError as err:
+            raise DataError(f"{path}: image {key[0]} annotation {key[1]}: segmentation: {err}") from None
         by_id[key] = {**entry, "mask": mask}
     return by_id
 

@@ -20,7 +20,10 @@ objects, their masks and their depth order live:
 ``amodal_coco``  what :mod:`amodal_lightning.data.coco_export` writes: the ``cocoa_cls`` keys, RLE masks, and each
                image's ``depth_order`` (its annotation ids from the front).
 
-This module only reads keys: masks stay as the file has them (decoded by :mod:`amodal_lightning.data.coco_amodal`).
+This module only reads keys: masks stay as the file has them, but for a polygon given as one flat list, which is
+wrapped into COCO's list of polygons (:func:`~amodal_lightning.data.coco_masks.polygon_list`: COCOA's regions, and
+COCOA-cls and D2SA-derived files that write it so); they are checked and decoded by
+:mod:`amodal_lightning.data.coco_masks`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
+from amodal_lightning.data.coco_masks import polygon_list
+
 COCOA = "cocoa"
 COCOA_CLS = "cocoa_cls"
 D2SA = "d2sa"
@@ -36,6 +41,8 @@ KINS = "kins"
 KINS2020 = "kins2020"
 AMODAL_COCO = "amodal_coco"
 FORMATS = (COCOA, COCOA_CLS, D2SA, KINS, KINS2020, AMODAL_COCO)
+# Formats whose RLE may be larger than their image, the rows and columns beyond it empty (D2SA's files have some).
+PADDED_RLE_FORMATS = (D2SA,)
 # The value of ``info.format`` in the files the exporter writes.
 EXPORT_MARKER = "amodal_lightning.coco_amodal"
 # Per-image field of exported files: annotation ids, front first.
@@ -226,13 +233,6 @@ def parse_depth_constraint(text: Any, num_regions: int) -> tuple[tuple[tuple[int
     return tuple(pairs), None
 
 
-def _polygon_list(segmentation: Any) -> Any:
-    """COCOA keeps a region's polygon as one flat list; COCO wraps polygons in a list of lists."""
-    if isinstance(segmentation, list) and segmentation and not isinstance(segmentation[0], list):
-        return [segmentation]
-    return segmentation
-
-
 def _cocoa_tables(data: dict, images: dict[Any, dict]) -> tuple[list[RawImage], list[str]]:
     entries: dict[Any, dict] = {}
     problems = []
@@ -265,8 +265,8 @@ def _cocoa_tables(data: dict, images: dict[Any, dict]) -> tuple[list[RawImage], 
                 RawObject(
                     object_id=number,
                     label=label,
-                    amodal=_polygon_list(region["segmentation"]),
-                    visible=region.get("visible_mask"),
+                    amodal=polygon_list(region["segmentation"]),
+                    visible=polygon_list(region.get("visible_mask")),
                     category_id=1,
                     is_stuff=bool(region.get("isStuff", 0)),
                 )
@@ -316,8 +316,8 @@ def _object(ann: dict, keys: ObjectKeys) -> RawObject:
     return RawObject(
         object_id=int(ann["id"]),
         label=label,
-        amodal=ann.get(keys.amodal),
-        visible=ann.get(keys.visible),
+        amodal=polygon_list(ann.get(keys.amodal)),
+        visible=polygon_list(ann.get(keys.visible)),
         category_id=int(category) if _is_int(category) else 0,
         problem=problem,
     )

@@ -1,7 +1,8 @@
 """Torch-side samples: image collections, the Dataset of a task's samples, and the training samplers and loader.
 
-Collections hold whole images (:class:`~amodal_lightning.data.record.LayeredImage`), either in memory (generated
-scenes) or lazily on disk (SAS folders, per-object folders); a task (:mod:`amodal_lightning.tasks`) says how many
+Collections hold whole images (:class:`~amodal_lightning.data.record.ImageRecord`), either in memory (generated
+scenes) or lazily on disk (SAS folders, per-object folders, annotation files); each source
+(:mod:`amodal_lightning.data.sources`) gives its images as one; a task (:mod:`amodal_lightning.tasks`) says how many
 samples each image gives and makes them, and :class:`TaskDataset` flattens that into one index. Samples are dicts
 in the batch format of :mod:`amodal_lightning.batch`. Training draws them in an order that depends only on a seed
 and the epoch (:class:`EpochSampler`), through a loader whose position a checkpoint keeps (:class:`ResumableLoader`),
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,13 +31,11 @@ from amodal_lightning.batch import (
     image_tensor,
     mask_tensor,
 )
-from amodal_lightning.data import sas_folders
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
-BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
 # With skip_bad, a sample that fails to load is replaced by the one this many positions on (a prime: the replacement
 # is unrelated to the failed sample, and the same in every run), trying at most MAX_REPLACEMENTS in a row.
 REPLACEMENT_STRIDE = 7919
@@ -66,7 +64,7 @@ def to_sample(image: np.ndarray, occlusion: np.ndarray, target: np.ndarray, laye
 
 
 class ImageCollection(Sequence):
-    """Images of one split, indexable as :class:`LayeredImage` (loaded on access for sources on disk).
+    """Images of one split, indexable as :class:`ImageRecord` (loaded on access for sources on disk).
 
     The counts are cheap (read from an index, no mask decoded), so a task can size its dataset at setup.
     :meth:`layer_sample` builds from the whole record by default; a source that can load one layer alone (SAS
@@ -100,9 +98,9 @@ class ImageCollection(Sequence):
 
 
 class InMemoryImages(ImageCollection):
-    """Images held in memory (generated scenes)."""
+    """Images held in memory: records already made (generated scenes, or any list of records)."""
 
-    def __init__(self, images: Sequence[LayeredImage]):
+    def __init__(self, images: Sequence[ImageRecord]):
         self.images = list(images)
 
     def __len__(self) -> int:
@@ -124,60 +122,20 @@ class InMemoryImages(ImageCollection):
         return self.images[index].layers is not None
 
 
-class SasImages(ImageCollection):
-    """Images of a SAS root, read lazily and resized to ``image_size``; instances come from ``{root}_instances``."""
-
-    def __init__(self, root: str | Path, records: Sequence[sas_folders.ImageRecord], image_size: int | None):
-        self.root = Path(root)
-        self.records = list(records)
-        self.image_size = image_size
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        record = self.records[index]
-        image, layers = sas_folders.load_layers(record, self.image_size)
-        instances = sas_folders.read_instances(self.root, record.image_id, self.image_size) or {}
-        return LayeredImage(
-            image_id=record.image_id,
-            image=image,
-            layers=layers,
-            amodal=instances.get("amodal"),
-            visible=instances.get("visible"),
-            instance_layer=instances.get("layer"),
-            depth_order=instances.get("depth_order"),
-        )
-
-    def image_id(self, index: int) -> str:
-        return self.records[index].image_id
-
-    def num_layers(self, index: int) -> int:
-        return len(self.records[index].folders) - 1
-
-    def num_objects(self, index: int) -> int:
-        # SAS folders hold no objects; the instances file beside the root does, where it was written.
-        instances = sas_folders.read_instances(self.root, self.records[index].image_id)
-        return 0 if instances is None else len(instances["visible"])
-
-    def layer_sample(self, index: int, layer: int) -> dict:
-        record = self.records[index]
-        image, occlusion, target = sas_folders.load_layer(record, layer, self.image_size)
-        return to_sample(image, occlusion, target, layer, record.image_id)
-
-
 class TaskDataset(Dataset):
     """Every sample a task makes of a collection's images, in one flat index: image by image, in the task's order.
+
+    ``task`` is any task (:mod:`amodal_lightning.tasks`): its ``num_samples(images, index)`` and
+    ``sample(images, index, within)`` are all this reads.
 
     ``front_repeats`` > 1 lists each image's first sample that many times (for the layer task: layer 0, which
     decides every later layer of sequential inference, so a recipe can spend more of its steps on it).
     ``cache`` keeps every sample once made (compactly: uint8 RGB, bool masks), for sources held in memory whose
     samples cost more to make than to keep (the instance task's crops of generated scenes).
     ``skip_bad`` replaces a sample whose files fail to load (a :class:`DataError` naming the file) by another one,
-    counts it (:attr:`skipped`) and logs the first (once, whichever process meets it); without it the error stops
-    the run.
+    counts it (:attr:`skipped`) and logs the first (once, whichever process meets it); an image whose samples cannot
+    even be counted (an annotation whose mask does not decode) gives none, and is counted once. Without it the
+    error stops the run.
     """
 
     def __init__(
@@ -185,7 +143,11 @@ class TaskDataset(Dataset):
     ):
         self.images = images
         self.task = task
-        counts = np.array([self.task.num_samples(images, i) for i in range(len(images))], dtype=np.int64)
+        self.skip_bad = bool(skip_bad)
+        self._skipped = torch.zeros(MAX_COUNTED_WORKERS + 1, dtype=torch.int64).share_memory_()
+        # Whether the first skip has been logged, in shared memory too: once per run, not once per loader worker.
+        self._logged_skip = torch.zeros(1, dtype=torch.bool).share_memory_()
+        counts = np.array([self._num_samples(i) for i in range(len(images))], dtype=np.int64)
         image_index = np.repeat(np.arange(len(images)), counts)
         # Position of each flat sample within its image's run of samples.
         starts = np.repeat(np.cumsum(counts) - counts, counts)
@@ -194,10 +156,17 @@ class TaskDataset(Dataset):
         self._image_index = np.concatenate([image_index, image_index[extra]])
         self._within = np.concatenate([within, within[extra]])
         self._cache: dict[tuple[int, int], dict] | None = {} if cache else None
-        self.skip_bad = bool(skip_bad)
-        self._skipped = torch.zeros(MAX_COUNTED_WORKERS + 1, dtype=torch.int64).share_memory_()
-        # Whether the first skip has been logged, in shared memory too: once per run, not once per loader worker.
-        self._logged_skip = torch.zeros(1, dtype=torch.bool).share_memory_()
+
+    def _num_samples(self, index: int) -> int:
+        """The task's samples of image ``index``; none, counted as skipped, when they cannot be counted and
+        ``skip_bad`` is set."""
+        try:
+            return self.task.num_samples(self.images, index)
+        except DataError as exc:
+            if not self.skip_bad:
+                raise
+            self._count_skip(exc)
+            return 0
 
     def __len__(self) -> int:
         return len(self._image_index)
@@ -236,10 +205,6 @@ class TaskDataset(Dataset):
         if key not in self._cache:
             self._cache[key] = _compact(self.task.sample(self.images, *key))
         return _expand(self._cache[key])
-
-    def image_ids(self) -> set[str]:
-        """Ids of the images this dataset draws from."""
-        return {self.images.image_id(i) for i in range(len(self.images))}
 
 
 def _compact(sample: dict) -> dict:

@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from amodal_lightning.data.coco_amodal import read_json, segmentation_problem, to_rle
+from amodal_lightning.data.coco_amodal import read_json
+from amodal_lightning.data.coco_masks import checked_rle
 from amodal_lightning.data.image_folders import IMAGE_SUFFIXES
 from amodal_lightning.data.sas_folders import load_image
 from amodal_lightning.errors import DataError
@@ -220,13 +221,10 @@ def read_detections(
                 raise DataError(
                     f"{where}: mask is {size[1]}x{size[0]} pixels but image {group['file'].path} is {width}x{height}"
                 )
-        problem = segmentation_problem(segmentation, height, width)
-        if problem is not None:
-            raise DataError(f"{where}: segmentation {problem}")
         try:
-            rle = to_rle(segmentation, height, width)
+            rle = checked_rle(segmentation, height, width)
         except (ValueError, TypeError, KeyError) as err:
-            raise DataError(f"{where}: segmentation does not decode ({err})") from None
+            raise DataError(f"{where}: segmentation {err}") from None
         group["rows"].append((position, rle, float(score), int(category)))
     return [
         ImageDetections(

@@ -19,7 +19,7 @@ from pathlib import Path
 from pycocotools import mask as mask_utils
 
 from amodal_lightning.data import coco_formats
-from amodal_lightning.data.coco_amodal import read_json, segmentation_problem, to_rle
+from amodal_lightning.data.coco_amodal import object_rles, read_json
 from amodal_lightning.errors import DataError
 
 # The category of formats without categories (COCOA): one class, "object".
@@ -76,6 +76,7 @@ def read_instance_truth(
     except ValueError as err:
         raise DataError(f"{annotations}: {err}") from None
     file_ids = {str(image["id"]): image["id"] for image in data["images"] if isinstance(image, dict) and "id" in image}
+    padded = fmt in coco_formats.PADDED_RLE_FORMATS
     crowd = _crowd_flags(data) if fmt != coco_formats.COCOA else {}
     images, objects, used = [], [], set()
     counts: Counter = Counter()
@@ -87,24 +88,12 @@ def read_instance_truth(
             if obj.is_stuff and not include_stuff:
                 counts["left_out_stuff"] += 1
                 continue
-            problem = obj.problem or next(
-                (
-                    found
-                    for found in (
-                        segmentation_problem(s, raw.height, raw.width)
-                        for s in (obj.amodal, obj.visible)
-                        if s is not None
-                    )
-                    if found is not None
-                ),
-                None,
-            )
-            if problem is not None:
+            if obj.problem is not None:
                 counts["left_out_malformed"] += 1
                 continue
             try:
-                amodal = to_rle(obj.amodal, raw.height, raw.width)
-                visible = None if obj.visible is None else to_rle(obj.visible, raw.height, raw.width)
+                amodal, visible = object_rles(obj, raw.height, raw.width, padded=padded)
+                visible = None if obj.visible is None else visible
                 empty = int(mask_utils.area(amodal)) == 0
             except (ValueError, TypeError, KeyError):
                 counts["left_out_malformed"] += 1

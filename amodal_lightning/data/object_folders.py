@@ -14,10 +14,10 @@ Layout (one folder per image, all directly under a root; the folder name is the 
 ``k`` are non-negative integers written without leading zeros, the source's own object ids (a converter's
 annotation ids, say), not necessarily contiguous; every mask has its image's size. Object ``i`` of the record is
 the ``i``-th smallest ``k``, and the ``k``'s themselves are kept in
-:attr:`~amodal_lightning.data.record.LayeredImage.object_ids`. ``order.json`` names every ``k`` of the folder
+:attr:`~amodal_lightning.data.record.ImageRecord.object_ids`. ``order.json`` names every ``k`` of the folder
 exactly once. An amodal mask must contain its visible mask, and a visible mask must not be empty. A whole-object
 file is read with its amodal mask (and ignored without one): it must be RGBA, of its image's size, and non-zero alpha
-exactly on the amodal mask; an image's whole appearances are loaded (``LayeredImage.whole``) when every object has
+exactly on the amodal mask; an image's whole appearances are loaded (``ImageRecord.whole``) when every object has
 one. Hidden entries
 are ignored, and so are plain files directly under a root and files in an image folder other than those above.
 
@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from amodal_lightning.data.datasets import ImageCollection
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.sas_folders import (
     IMAGES_PER_SCAN_TASK,
     SCAN_THREADS,
@@ -248,7 +248,7 @@ def instance_layers(record: ObjectRecord, amodal: np.ndarray | None = None) -> n
 
 def load_objects(
     record: ObjectRecord, size: int | None = None, on_problem: Callable[[DataError], None] = raise_problem
-) -> LayeredImage | None:
+) -> ImageRecord | None:
     """The whole image of ``record`` with its objects, masks resized to ``size`` (own size when None).
 
     Every file is decoded and checked (the image readable; masks binary and of the image's size, checked at the
@@ -272,7 +272,7 @@ def load_objects(
     amodal = np.stack(amodal) if record.all_amodal else None
     layer = instance_layers(record, amodal)
     amodal = None if amodal is None else resize_masks(amodal, size)
-    return LayeredImage(
+    return ImageRecord(
         image_id=record.image_id,
         image=image,
         layers=None if layer is None else union_by_layer(amodal, layer),
@@ -536,7 +536,7 @@ def _checked_object_ids(path: Path, object_ids: np.ndarray | None, count: int) -
     return [int(k) for k in ids]
 
 
-def write_object_folder(root: str | Path, record: LayeredImage, *, write_order: bool = True) -> Path:
+def write_object_folder(root: str | Path, record: ImageRecord, *, write_order: bool = True) -> Path:
     """Write one record in the per-object layout under ``root``; returns its folder ``{root}/{image_id}``.
 
     Needs ``image`` and ``visible`` (N >= 1 objects); ``amodal`` is written where known, and ``order.json`` from
@@ -609,6 +609,6 @@ def write_object_dataset(
     ids = []
     for index in indices:
         image_id = scene_id(prefix, index)
-        write_object_folder(root, LayeredImage.from_scene(image_id, generator.scene(index)), write_order=write_order)
+        write_object_folder(root, ImageRecord.from_scene(image_id, generator.scene(index)), write_order=write_order)
         ids.append(image_id)
     return ids

@@ -1,7 +1,7 @@
 """The per-image record every data source yields, whatever task reads it.
 
 A source (generated scenes, SAS layer folders, per-object folders, COCO-style annotation files) gives one
-:class:`LayeredImage` per image; a task (:mod:`amodal_lightning.tasks`) decides which samples it makes of it (one per
+:class:`ImageRecord` per image; a task (:mod:`amodal_lightning.tasks`) decides which samples it makes of it (one per
 layer, one per object) and inference and evaluation read their ground truth from it.
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, eq=False)
-class LayeredImage:
+class ImageRecord:
     """A whole image with its objects and, where the depth order is known, its SAS layers.
 
     ``image`` uint8 (H,W,3); ``layers`` bool (K,H,W), front layer first, terminal empty layer not included; None
@@ -49,11 +49,6 @@ class LayeredImage:
         """Number of objects N whose visible mask is known (0 without per-object ground truth)."""
         return 0 if self.visible is None else len(self.visible)
 
-    @property
-    def has_whole(self) -> bool:
-        """Whether each object's whole appearance is known (the whole-object task's ground truth)."""
-        return self.whole is not None
-
     def occlusion(self, layer: int) -> np.ndarray:
         """Cumulative occlusion mask of ``layer``: union of the layers before it, bool (H,W)."""
         return self.layers[:layer].any(axis=0) if layer else np.zeros(self.image.shape[:2], dtype=bool)
@@ -63,7 +58,7 @@ class LayeredImage:
         return self.layers[layer] if layer < self.num_layers else np.zeros(self.image.shape[:2], dtype=bool)
 
     @classmethod
-    def from_scene(cls, image_id: str, scene: Scene, with_whole: bool = True) -> LayeredImage:
+    def from_scene(cls, image_id: str, scene: Scene, with_whole: bool = True) -> ImageRecord:
         """A generated scene with its ground truth; ``with_whole`` false leaves out the objects' whole appearance
         (four bytes a pixel per object, held in memory only for tasks that read it)."""
         return cls(

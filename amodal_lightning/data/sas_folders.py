@@ -16,11 +16,11 @@ Per-instance ground truth that the layout cannot express (amodal and visible mas
 the depth order) lives beside the root in ``{root}_instances/{image_id}.npz``; see :func:`write_instances`.
 
 One scanner (:func:`scan_sas_root`) checks a root and collects every problem, each a line that names the offending
-path; the check command (``python -m amodal_lightning.data.check``), the data module and :func:`index_sas_root` /
-:func:`validate_root` all use it. By default it only looks at names and file metadata, so it is cheap for large
-roots; pixel content is checked when a sample is loaded, or for a whole root with ``deep=True``, which decodes
-every file with the loader's own function (:func:`load_layer`), so that any file loading refuses the deep check
-names, in the same line. Loading and indexing report a problem as a one-line
+path; the SAS source (:class:`~amodal_lightning.data.sources.sas.SasFolders`), and so training and the check command
+(``python -m amodal_lightning.data.check``), use it. By default it only looks at names and file metadata, so it is
+cheap for large roots; pixel content is checked when a sample is loaded, or for a whole root with ``deep=True``,
+which decodes every file with the loader's own function (:func:`load_layer`), so that any file loading refuses the
+deep check names, in the same line. Loading and indexing report a problem as a one-line
 :class:`~amodal_lightning.errors.DataError`.
 """
 
@@ -59,7 +59,7 @@ IMAGES_PER_SCAN_TASK = 256
 
 
 @dataclass(frozen=True)
-class ImageRecord:
+class LayerFolders:
     """One image of a SAS root: its id and its layer folders, folder ``L`` at position ``L`` (terminal last)."""
 
     image_id: str
@@ -182,7 +182,7 @@ def _check_terminal_empty(path: Path, mask: np.ndarray) -> None:
         )
 
 
-def _check_same_image_size(record: ImageRecord, layer: int, shape: tuple[int, int], first: tuple[int, int]) -> None:
+def _check_same_image_size(record: LayerFolders, layer: int, shape: tuple[int, int], first: tuple[int, int]) -> None:
     """Layer ``layer``'s image, of ``shape``, must have the size ``first`` of layer 0's (the same image)."""
     if shape != first:
         raise DataError(
@@ -193,7 +193,7 @@ def _check_same_image_size(record: ImageRecord, layer: int, shape: tuple[int, in
 
 
 def load_layer(
-    record: ImageRecord,
+    record: LayerFolders,
     layer: int,
     size: int | None = None,
     on_problem: Callable[[DataError], None] = raise_problem,
@@ -225,7 +225,7 @@ def load_layer(
     return image, occlusion, target
 
 
-def load_layers(record: ImageRecord, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_layers(record: LayerFolders, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A whole image and its ordered layer masks: ``(image uint8 (H,W,3), layers bool (K,H,W))``.
 
     Refuses nothing the deep check does not name with the same line: layer 0's image and every layer's mask are
@@ -263,9 +263,14 @@ class RootScan:
     """What scanning a SAS root found: the usable images, sorted by id, and every problem, sorted by path."""
 
     root: Path
-    records: list[ImageRecord]
+    records: list[LayerFolders]
     problems: list[Problem]
     num_folders: int
+
+    @property
+    def location(self) -> Path:
+        """What was scanned: the root."""
+        return self.root
 
     @property
     def bad_image_ids(self) -> set[str]:
@@ -280,11 +285,6 @@ class RootScan:
             text += f" ({len(self.bad_image_ids)} image(s) left out"
             text += f", {misnamed} misnamed folder(s) ignored)" if misnamed else ")"
         return text
-
-    def raise_first(self) -> None:
-        """Raise the first problem as a one-line :class:`DataError`; do nothing for a clean root."""
-        if self.problems:
-            raise DataError(self.problems[0].message)
 
 
 def _required_files(require_masks: bool) -> tuple[str, ...]:
@@ -358,7 +358,7 @@ def _layout_problems(root: Path, image_id: str, folders: dict[int, str], require
     return problems
 
 
-def _content_problems(root: Path, record: ImageRecord, require_masks: bool) -> list[Problem]:
+def _content_problems(root: Path, record: LayerFolders, require_masks: bool) -> list[Problem]:
     """Every problem loading one image would meet, found by the loaders' own functions: each layer folder decoded
     and checked by :func:`load_layer`, every layer's image of layer 0's size (:func:`load_layers`' check), and the
     instances file beside the root read by :func:`read_instances`."""
@@ -382,8 +382,9 @@ def scan_sas_root(root: str | Path, *, require_masks: bool = True, deep: bool = 
     """Check every folder under ``root`` and collect every problem, instead of stopping at the first.
 
     The default checks use names and file metadata only (folder names, duplicate or missing layers, missing or
-    empty files): fast enough for roots of 100k folders. ``deep=True`` also decodes every file (see
-    :func:`validate_root`). An image with any problem is left out of the records. A root that does not exist, is a
+    empty files): fast enough for roots of 100k folders. ``deep=True`` also decodes every file with the loaders' own
+    functions: images readable and of one size per image, masks binary and of their image's size, the terminal mask
+    empty. An image with any problem is left out of the records. A root that does not exist, is a
     file or has no folder at all is an error: there is nothing to scan. ``require_masks=False`` scans an inference
     root, where only ``image.png`` is required.
     """
@@ -401,12 +402,12 @@ def scan_sas_root(root: str | Path, *, require_masks: bool = True, deep: bool = 
     image_ids = sorted(layers_of)
     chunks = [image_ids[i : i + IMAGES_PER_SCAN_TASK] for i in range(0, len(image_ids), IMAGES_PER_SCAN_TASK)]
 
-    def check(chunk: list[str]) -> list[tuple[ImageRecord, list[Problem]]]:
+    def check(chunk: list[str]) -> list[tuple[LayerFolders, list[Problem]]]:
         checked = []
         for image_id in chunk:
             folders = layers_of[image_id]
             found = _layout_problems(root, image_id, folders, required)
-            record = ImageRecord(image_id, tuple(root / folders[layer] for layer in sorted(folders)))
+            record = LayerFolders(image_id, tuple(root / folders[layer] for layer in sorted(folders)))
             if deep and not found and image_id not in bad_ids:
                 found = _content_problems(root, record, require_masks)
             checked.append((record, found))
@@ -421,25 +422,6 @@ def scan_sas_root(root: str | Path, *, require_masks: bool = True, deep: bool = 
                     records.append(record)
     problems.sort(key=lambda problem: problem.message)
     return RootScan(root, records, problems, num_folders)
-
-
-def index_sas_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
-    """Records of every image under ``root``, sorted by id; the first problem of :func:`scan_sas_root` is an error.
-
-    Checks names, layer contiguity and file presence only. ``require_masks=False`` indexes an inference root, where
-    only ``image.png`` is required.
-    """
-    scan = scan_sas_root(root, require_masks=require_masks)
-    scan.raise_first()
-    return scan.records
-
-
-def validate_root(root: str | Path, *, require_masks: bool = True) -> list[ImageRecord]:
-    """Index ``root`` and decode every file: images readable and of one size per image, masks binary and of their
-    image's size, the terminal mask empty. Returns the records; the first problem is an error."""
-    scan = scan_sas_root(root, require_masks=require_masks, deep=True)
-    scan.raise_first()
-    return scan.records
 
 
 def save_mask(path: Path, mask: np.ndarray) -> None:

@@ -20,7 +20,7 @@ import gradio as gr
 import numpy as np
 from omegaconf import DictConfig
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.demo import inputs
 from amodal_lightning.demo.inputs import ClickRule
 from amodal_lightning.demo.predictions import DemoModel, load_demo_model
@@ -100,7 +100,7 @@ def _marked(count: int) -> str:
 def build_app(
     model: DemoModel,
     click: ClickRule,
-    scenes: Sequence[LayeredImage] = (),
+    scenes: Sequence[ImageRecord] = (),
     open_scene: int | None = None,
     title: str = TITLE,
 ) -> gr.Blocks:

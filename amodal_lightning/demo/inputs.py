@@ -4,7 +4,7 @@ The marks are a uint8 label map (H,W) at the image's resolution: 0 is unmarked, 
 object ``k`` (1, 2, ...). A pixel belongs to one object at most, so marked visible masks never overlap; a new mark
 takes its pixels from any object marked before. The same map is what the page keeps, what its ``complete`` API
 takes (a binary mask is one object; a mask of several grey levels, one object per level) and what becomes the
-objects' ``visible`` masks of the :class:`~amodal_lightning.data.record.LayeredImage` the model sees.
+objects' ``visible`` masks of the :class:`~amodal_lightning.data.record.ImageRecord` the model sees.
 
 The click rule (:func:`region_at`): the pixels whose colour is within ``tolerance`` of the clicked pixel's colour in
 every channel (0..255), 4-connected to the clicked pixel, with the holes that region encloses filled (speckles of
@@ -14,24 +14,21 @@ others with "add to the last object", or draw the mask.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 from PIL import Image
 from scipy import ndimage
 
-from amodal_lightning.data.datamodule import SPLITS, SYNTHETIC_DEFAULTS, SYNTHETIC_SPLIT_STRIDE
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.sas_folders import load_image
-from amodal_lightning.data.scenes import SceneGenerator, scene_id
+from amodal_lightning.data.sources.base import source_from_config
+from amodal_lightning.data.sources.scenes import GeneratedScenes
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.render_objects import object_overlay
 from amodal_lightning.masks import MASK_FOREGROUND
-from amodal_lightning.run.config import config_dir
 
 # The label map is uint8 and 0 means unmarked.
 MAX_OBJECTS = 255
@@ -42,9 +39,6 @@ MOSTLY = 0.5
 ALPHA_CHANNEL = 3
 # The scenes offered are those of the test split, as evaluate scores them.
 SCENE_SPLIT = "test"
-# The generator settings used when the checkpoint was not trained on generated scenes.
-SYNTHETIC_CONFIG_FILE = "data/synthetic.yaml"
-SYNTHETIC_SOURCE = "synthetic"
 # 0..255 colour values.
 MAX_TOLERANCE = 255
 # The page shows the image being marked enlarged to about this side in pixels (small images only: the generated
@@ -242,19 +236,16 @@ def clicked_pixel(x: int, y: int, shape: tuple[int, ...]) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------ test scenes
 
 
-def test_scenes(run_config: Mapping, image_size: int, count: int) -> list[LayeredImage]:
+def test_scenes(run_config: Mapping, image_size: int, count: int) -> list[ImageRecord]:
     """The first ``count`` generated test scenes, with their ground truth: those ``evaluate`` scores for a model
-    trained on generated scenes (its run's scene settings and size), else the default scenes at ``image_size``."""
+    trained on generated scenes (its run's source, at the model's size), else the default scenes at ``image_size``."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ConfigError(f"scenes={count!r}: expected 0 or a positive number of test scenes")
     data = dict(run_config.get("data") or {})
-    synthetic = data.get("synthetic") if data.get("source") == SYNTHETIC_SOURCE else None
-    if not synthetic:
-        synthetic = OmegaConf.to_container(OmegaConf.load(config_dir() / SYNTHETIC_CONFIG_FILE), resolve=True)
-        synthetic = synthetic[SYNTHETIC_SOURCE]
-        data = {}
-    accepted = set(inspect.signature(SceneGenerator).parameters) - {"image_size"}
-    kwargs = {key: value for key, value in synthetic.items() if key in accepted and key not in SYNTHETIC_DEFAULTS}
-    generator = SceneGenerator(image_size=int(data.get("image_size") or image_size), **kwargs)
-    offset = SPLITS.index(SCENE_SPLIT) * SYNTHETIC_SPLIT_STRIDE
-    return [LayeredImage.from_scene(scene_id(SCENE_SPLIT, i), generator.scene(offset + i)) for i in range(count)]
+    source = GeneratedScenes(image_size=image_size)
+    if isinstance(data.get("source"), Mapping):
+        trained_on = source_from_config(data, image_size=data.get("image_size") or image_size)
+        if isinstance(trained_on, GeneratedScenes):
+            source = trained_on
+    scenes = source.images(SCENE_SPLIT, None)
+    return [scenes[i] for i in range(min(count, len(scenes)))]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 
 # A picture the demo shows (uint8, at the image's resolution) and its caption.
 Picture = tuple[np.ndarray, str]
@@ -114,7 +114,7 @@ class EvaluatedImages:
     """One update of an evaluator: the ``images``, their ``predictions`` (one per image, the kind's own) and the
     table ``rows`` they gave (one per image or per object)."""
 
-    images: list[LayeredImage]
+    images: list[ImageRecord]
     predictions: list
     rows: list[dict]
 
@@ -154,7 +154,7 @@ class Evaluator(ABC):
         """Whether image ``index`` of a collection has what this evaluator scores (read from counts)."""
 
     @abstractmethod
-    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> EvaluatedImages:
+    def update(self, images: Sequence[ImageRecord], generator: torch.Generator | None = None) -> EvaluatedImages:
         """Predict and score a batch of images."""
 
     @abstractmethod
@@ -181,13 +181,13 @@ class Evaluator(ABC):
         return None
 
     @abstractmethod
-    def fits(self, chunk: Sequence[LayeredImage], image: LayeredImage, one_pass: bool) -> bool:
+    def fits(self, chunk: Sequence[ImageRecord], image: ImageRecord, one_pass: bool) -> bool:
         """Whether ``image`` joins the update of ``chunk`` (not empty); ``one_pass`` keeps an update to one sampling
         pass, so that a caller can stop between passes."""
 
     def updates(
         self,
-        images: Sequence[LayeredImage],
+        images: Sequence[ImageRecord],
         generator: torch.Generator | None = None,
         count: int | None = None,
         one_pass: bool = False,
@@ -197,7 +197,7 @@ class Evaluator(ABC):
         time as :meth:`fits`; yields each update's result. ``before_update`` runs before each (e.g. to stop on a
         signal)."""
         count = len(images) if count is None else count
-        chunk: list[LayeredImage] = []
+        chunk: list[ImageRecord] = []
         for index in range(count):
             image = images[index]
             if chunk and not self.fits(chunk, image, one_pass):

@@ -1,7 +1,7 @@
 """Evaluating layer prediction on whole images with known layers, beside the two reference rows.
 
 :class:`LayerEvaluator` runs :class:`~amodal_lightning.inference.layers.LayerInference` on
-:class:`~amodal_lightning.data.record.LayeredImage` s, maps the predictions back to each image's own resolution
+:class:`~amodal_lightning.data.record.ImageRecord` s, maps the predictions back to each image's own resolution
 and accumulates :class:`~amodal_lightning.metrics.layers.LayerMetrics` for four rows:
 
 ``sequential``       the model's own layers fed back (what a user gets)
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.base import REFERENCE_MODEL, EvaluatedImages, Evaluator
 from amodal_lightning.inference.render import render_panel
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data, masks_to_model
@@ -48,7 +48,7 @@ VALUE_WIDTH = 6
 ROW_COLUMNS = ("image_id", "true_layers", "predicted_layers", "merges", "miou", "hidden_miou")
 
 
-def visible_layers(image: LayeredImage) -> np.ndarray | None:
+def visible_layers(image: ImageRecord) -> np.ndarray | None:
     """Union of the visible parts of each layer's objects, bool (K,H,W) aligned with ``image.layers``; None when
     the image has no per-instance ground truth."""
     if image.visible is None or image.instance_layer is None:
@@ -60,7 +60,7 @@ def visible_layers(image: LayeredImage) -> np.ndarray | None:
     return padded
 
 
-def object_truth(image: LayeredImage, device: torch.device) -> dict[str, torch.Tensor]:
+def object_truth(image: ImageRecord, device: torch.device) -> dict[str, torch.Tensor]:
     """Each object's visible mask (1,N,H,W) and layer (1,N), the keyword arguments of
     :meth:`~amodal_lightning.metrics.LayerMetrics.update`; empty when the image has no per-instance ground truth."""
     if image.visible is None or image.instance_layer is None:
@@ -133,18 +133,18 @@ class LayerEvaluator(Evaluator):
         """Whether image ``index`` has layers."""
         return collection.has_layers(index)
 
-    def fits(self, chunk: Sequence[LayeredImage], image: LayeredImage, one_pass: bool) -> bool:
+    def fits(self, chunk: Sequence[ImageRecord], image: ImageRecord, one_pass: bool) -> bool:
         """``batch_size`` images an update: the images one sampling pass holds."""
         return len(chunk) < self.inference.config.batch_size
 
     @torch.no_grad()
-    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> EvaluatedImages:
+    def update(self, images: Sequence[ImageRecord], generator: torch.Generator | None = None) -> EvaluatedImages:
         """Predict and score a batch of images; their sequential predictions at their own resolution
         (:class:`ImageResult`) and one row per image."""
         results = self._predict_and_score(list(images), generator) if images else []
         return EvaluatedImages(list(images), results, [result.row() for result in results])
 
-    def _predict_and_score(self, images: list[LayeredImage], generator: torch.Generator | None) -> list[ImageResult]:
+    def _predict_and_score(self, images: list[ImageRecord], generator: torch.Generator | None) -> list[ImageResult]:
         size, device = self.image_size, self.inference.device
         sequential_inference = self.inference.sequential
         model_images = torch.stack([image_to_model(im.image, size) for im in images])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, PIXEL_MAX
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import DataError
 from amodal_lightning.inference.base import Completion, FolderPredictions, Inference, Wording
 from amodal_lightning.inference.members import draw_members, read_members
@@ -112,7 +112,7 @@ class InstanceInference(Inference):
 
     @torch.no_grad()
     def predict(
-        self, images: Sequence[LayeredImage], generator: torch.Generator | None = None
+        self, images: Sequence[ImageRecord], generator: torch.Generator | None = None
     ) -> list[ObjectPrediction]:
         """Every object of every image (their ``visible`` masks at the image's resolution; ``amodal`` unused)."""
         task = self.module.task
@@ -137,7 +137,7 @@ class InstanceInference(Inference):
         return predictions
 
     def _paste(
-        self, image: LayeredImage, samples: list[dict], crop_members: np.ndarray, crop_colours: np.ndarray | None
+        self, image: ImageRecord, samples: list[dict], crop_members: np.ndarray, crop_colours: np.ndarray | None
     ) -> ObjectPrediction:
         shape = image.image.shape[:2]
         k, count = self.config.ensemble_size, len(samples)
@@ -176,7 +176,7 @@ class InstanceInference(Inference):
         context (the task's own rule)."""
         if not len(visible):
             raise DataError("no object marked: click on an object's visible region or draw its mask first")
-        record = LayeredImage(image_id=DEMO_IMAGE_ID, image=image, layers=None, visible=visible)
+        record = ImageRecord(image_id=DEMO_IMAGE_ID, image=image, layers=None, visible=visible)
         prediction = self.predict([record], generator)[0]
         overlay, masks, samples, whole = object_pictures(image, visible, prediction, samples_shown)
         return Completion(overlay, masks, samples, whole, done=f"{len(visible)} object(s) completed")

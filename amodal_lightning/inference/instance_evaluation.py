@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from amodal_lightning.data.coco_export import amodal_result
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.base import REFERENCE_MODEL, EvaluatedImages, Evaluator
 from amodal_lightning.inference.evaluation import format_metric_rows
 from amodal_lightning.inference.instance import InstanceInference, ObjectPrediction
@@ -68,7 +68,7 @@ APPEARANCE_REFERENCE = "; appearance: the visible pixels, the hidden part filled
 IMAGES_PER_UPDATE = 32
 
 
-def scored_objects(image: LayeredImage) -> np.ndarray:
+def scored_objects(image: ImageRecord) -> np.ndarray:
     """Indices of the objects of ``image`` that can be scored: a non-empty amodal mask is known for them."""
     if image.amodal is None or image.visible is None:
         return np.zeros(0, dtype=np.int64)
@@ -98,7 +98,7 @@ class InstanceEvaluator(Evaluator):
         """Whether image ``index`` has objects."""
         return collection.num_objects(index) > 0
 
-    def fits(self, chunk: Sequence[LayeredImage], image: LayeredImage, one_pass: bool) -> bool:
+    def fits(self, chunk: Sequence[ImageRecord], image: ImageRecord, one_pass: bool) -> bool:
         """With ``one_pass``, the images whose objects one sampling pass holds (``batch_size`` objects, at least one
         image); else :data:`IMAGES_PER_UPDATE` images, whose objects fill the passes."""
         if not one_pass:
@@ -106,13 +106,13 @@ class InstanceEvaluator(Evaluator):
         return sum(im.num_objects for im in chunk) + image.num_objects <= self.inference.config.batch_size
 
     @torch.no_grad()
-    def update(self, images: Sequence[LayeredImage], generator: torch.Generator | None = None) -> EvaluatedImages:
+    def update(self, images: Sequence[ImageRecord], generator: torch.Generator | None = None) -> EvaluatedImages:
         """Predict and score a batch of images: their predictions and one row per scored object."""
         images = list(images)
         predictions = self.inference.predict(images, generator)
         return EvaluatedImages(images, predictions, self.score(images, predictions))
 
-    def score(self, images: Sequence[LayeredImage], predictions: Sequence[ObjectPrediction]) -> list[dict]:
+    def score(self, images: Sequence[ImageRecord], predictions: Sequence[ObjectPrediction]) -> list[dict]:
         """Score predictions already made for ``images``; returns one row per scored object."""
         rows = []
         for image, prediction in zip(images, predictions):
@@ -139,7 +139,7 @@ class InstanceEvaluator(Evaluator):
                 rows.append(entry)
         return rows
 
-    def _score_appearance(self, image: LayeredImage, prediction: ObjectPrediction, keep: np.ndarray) -> list[dict]:
+    def _score_appearance(self, image: ImageRecord, prediction: ObjectPrediction, keep: np.ndarray) -> list[dict]:
         """Accumulate the appearance rows of the scored objects ``keep``; returns the read-out's scores per object
         (none where the model or the image has no appearance)."""
         if prediction.appearance is None or image.whole is None:

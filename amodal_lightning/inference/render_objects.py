@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from amodal_lightning.batch import PIXEL_MAX
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.render import (
     BACKGROUND,
     CELL_SIZE,
@@ -55,7 +55,7 @@ class ObjectCells:
     whole_truth: np.ndarray | None = None
 
 
-def object_cells(image: LayeredImage, prediction, obj: int, size: int) -> ObjectCells:
+def object_cells(image: ImageRecord, prediction, obj: int, size: int) -> ObjectCells:
     """The panel cells of object ``obj`` of ``image``, cut from the image and from its pasted-back ``prediction``
     (:class:`~amodal_lightning.inference.instance.ObjectPrediction`) by the object's crop, at ``size``."""
     box = prediction.boxes[obj]

@@ -1,6 +1,6 @@
 """Tasks: which samples an image gives, what the network is conditioned on and generates, and what becomes of it.
 
-Every source yields the same per-image record (:class:`~amodal_lightning.data.record.LayeredImage`); a task
+Every source yields the same per-image record (:class:`~amodal_lightning.data.record.ImageRecord`); a task
 (:class:`~amodal_lightning.tasks.base.Task`, the protocol every task implements) says how many samples an image
 gives and makes them, turns a batch into the ``(conditioning, target)`` pair the diffusion works on under an input
 convention (:mod:`.conventions`), and builds the objects that predict, evaluate and draw a trained model's outputs.

@@ -57,7 +57,7 @@ class Task(ABC):
     """Channels of what the network generates (the diffusion's target), in network values."""
 
     reads_whole: ClassVar[bool] = False
-    """Whether samples read the objects' whole appearance (``LayeredImage.whole``): training needs a source that
+    """Whether samples read the objects' whole appearance (``ImageRecord.whole``): training needs a source that
     gives it."""
 
     repeats_front_layer: ClassVar[bool] = False

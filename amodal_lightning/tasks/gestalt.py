@@ -3,7 +3,7 @@
 What pix2gestalt does with a fine-tuned Stable Diffusion, here in pixel space at the model's size: the target is
 the object's whole appearance, RGB on a neutral grey background, plus its amodal mask, so one sample gives both an
 appearance and a mask. Samples are the per-object task's crops (:mod:`.instance`) with the same conditioning; the
-ground truth is :attr:`~amodal_lightning.data.record.LayeredImage.whole` (the generated scenes render it; the
+ground truth is :attr:`~amodal_lightning.data.record.ImageRecord.whole` (the generated scenes render it; the
 per-object layout reads it from ``{k}_whole.png``). The target's channels, in network values, are ``[R, G, B,
 amodal]``: RGB under the convention's mask scaling (the range the diffusion's clamp is built for), so the neutral
 grey is about 0 under the symmetric convention. Its outputs are the per-object task's kind (objects), each with the
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, TARGET, VISIBLE, WHOLE, image_tensor
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.masks import CropBox, crop_image
 from amodal_lightning.tasks.base import TASK_KEY
@@ -64,7 +64,7 @@ class GestaltTask(InstanceTask):
         rgb = 1.0 + self.hidden_rgb_weight * hidden.expand(-1, RGB_CHANNELS, -1, -1)
         return torch.cat([rgb, torch.ones_like(hidden)], dim=1)
 
-    def object_sample(self, record: LayeredImage, obj: int, size: int | None = None) -> dict:
+    def object_sample(self, record: ImageRecord, obj: int, size: int | None = None) -> dict:
         """The per-object sample plus ``WHOLE``, the crop of the object's whole appearance on grey, where known
         (inference needs neither)."""
         sample = super().object_sample(record, obj, size)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from amodal_lightning.batch import BOX, IMAGE, IMAGE_ID, OBJECT, OCCLUDERS, TARGET, VISIBLE, image_tensor, mask_tensor
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
@@ -90,7 +90,7 @@ class InstanceTask(Task):
             return whole_image_box(visible.shape)
         return object_crop_box(visible, self.crop_factor, self.min_crop_size)
 
-    def object_sample(self, record: LayeredImage, obj: int, size: int | None = None) -> dict:
+    def object_sample(self, record: ImageRecord, obj: int, size: int | None = None) -> dict:
         """The sample of object ``obj`` of a whole image at its own resolution, cropped and resized to ``size``
         (default: the task's ``image_size``); ``TARGET`` only where the amodal masks are known."""
         size = size or self.image_size

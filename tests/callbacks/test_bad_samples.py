@@ -11,8 +11,9 @@ from PIL import Image
 
 from amodal_lightning.callbacks.bad_samples import ERROR_CHECKPOINT_NAME, SKIPPED_METRIC
 from amodal_lightning.data import sas_folders
-from amodal_lightning.data.datasets import SasImages, TaskDataset
+from amodal_lightning.data.datasets import TaskDataset
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.sas import SasImages
 from amodal_lightning.errors import DataError
 from amodal_lightning.run.checkpoints import is_resumable
 from amodal_lightning.run.config import compose

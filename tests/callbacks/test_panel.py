@@ -9,7 +9,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from task_configs import task_config
 
 from amodal_lightning.callbacks.panel import EvaluationPanel
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.models.module import AmodalDiffusionModule
 
@@ -33,9 +33,9 @@ KINDS = [
 
 
 @pytest.fixture(scope="module")
-def scenes() -> list[LayeredImage]:
+def scenes() -> list[ImageRecord]:
     generator = SceneGenerator(image_size=SIZE, seed=4)
-    return [LayeredImage.from_scene(f"val_{i}", generator.scene(i)) for i in range(3)]
+    return [ImageRecord.from_scene(f"val_{i}", generator.scene(i)) for i in range(3)]
 
 
 def tiny_module(name: str) -> AmodalDiffusionModule:

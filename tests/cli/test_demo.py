@@ -392,6 +392,6 @@ def test_the_scenes_offered_are_the_test_scenes_evaluate_scores(tmp_path):
     resolve_model_inputs(cfg)
     datamodule = instantiate_at(cfg, "data", _recursive_=False)
     offered = inputs.test_scenes(to_container(cfg), 32, 3)
-    for mine, theirs in zip(offered, datamodule.scenes("test")):
+    for mine, theirs in zip(offered, datamodule.images("test")):
         assert mine.image_id == theirs.image_id and (mine.image == theirs.image).all()
     assert len(offered) == 3

@@ -134,11 +134,11 @@ def test_score_of_evaluate_results_reproduces_evaluate_on_an_annotation_file(ins
     """evaluate on a COCO-style file writes results.json; the scorer, reading only the two JSON files, prints the same
     numbers: anyone can rerun the evaluation of our predictions, or of another tool's."""
     from amodal_lightning.data.coco_export import export_coco_amodal
-    from amodal_lightning.data.record import LayeredImage
+    from amodal_lightning.data.record import ImageRecord
     from amodal_lightning.score import score_results, scored_line
 
     generator = SceneGenerator(image_size=32, seed=9)
-    records = [LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(5)]
+    records = [ImageRecord.from_scene(f"s{i}", generator.scene(i)) for i in range(5)]
     export_coco_amodal(records, tmp_path / "ann.json", tmp_path / "images")
     out = tmp_path / "eval"
     named = ["data=amodal_coco", f"data.annotations={tmp_path / 'ann.json'}", f"data.images={tmp_path / 'images'}"]
@@ -165,10 +165,10 @@ def test_score_of_evaluate_results_reproduces_evaluate_on_an_annotation_file(ins
 
 def test_score_refuses_a_mask_of_another_size_in_one_line(tmp_path, run_cli):
     from amodal_lightning.data.coco_export import amodal_result, export_coco_amodal, write_results
-    from amodal_lightning.data.record import LayeredImage
+    from amodal_lightning.data.record import ImageRecord
 
     generator = SceneGenerator(image_size=16, seed=1)
-    export_coco_amodal([LayeredImage.from_scene("a", generator.scene(0))], tmp_path / "ann.json")
+    export_coco_amodal([ImageRecord.from_scene("a", generator.scene(0))], tmp_path / "ann.json")
     write_results([amodal_result(1, 1, np.zeros((8, 8), dtype=bool))], tmp_path / "bad.json")
     result = run_cli(
         "amodal_lightning.score", [f"annotations={tmp_path / 'ann.json'}", f"results={tmp_path / 'bad.json'}"], tmp_path

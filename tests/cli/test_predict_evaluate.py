@@ -101,7 +101,7 @@ def test_evaluate_the_checkpoints_own_test_split(tiny_ckpt, tmp_path):
     assert metrics["empty"]["miou"] == 0.0 and metrics["empty"]["layer_count_accuracy"] == 0.0
     assert metrics["visible_oracle"]["hidden_miou"] == 0.0 and metrics["visible_oracle"]["iou_layer0"] == 1.0
     assert 0.0 <= metrics["sequential"]["miou"] <= 1.0 and "hidden_miou" in metrics["teacher_forced"]
-    assert report["data"]["source"] == "synthetic" and report["split"] == "test"
+    assert report["data"]["source"]["_target_"].endswith(".GeneratedScenes") and report["split"] == "test"
     assert len((tmp_path / "per_image.csv").read_text().splitlines()) == 1 + 2
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from amodal_lightning.data.coco_export import export_coco_amodal, instance_result, write_instance_results
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.metrics.ap import AMODAL, HIDDEN, VISIBLE, bucket_row
 from amodal_lightning.score import ap_scored_line, score_ap
@@ -17,7 +17,7 @@ def scored_files(tmp_path):
     """Generated scenes exported as an annotation file, and two results files: the true objects (amodal and
     visible) and the true visible masks given as amodal masks, the reference of 'no completion'."""
     generator = SceneGenerator(image_size=32, seed=3)
-    records = [LayeredImage.from_scene(f"s{i}", generator.scene(i), with_whole=False) for i in range(4)]
+    records = [ImageRecord.from_scene(f"s{i}", generator.scene(i), with_whole=False) for i in range(4)]
     export_coco_amodal(records, tmp_path / "ann.json")
     truth, visible_only = [], []
     for number, record in enumerate(records, start=1):

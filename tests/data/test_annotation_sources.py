@@ -11,9 +11,10 @@ import pytest
 
 from amodal_lightning.batch import TARGET, VISIBLE
 from amodal_lightning.data.coco_export import export_coco_amodal
-from amodal_lightning.data.datamodule import LayeredAmodalDataModule
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.datamodule import AmodalDataModule
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
+from amodal_lightning.data.sources.annotations import AnnotationFile
 from amodal_lightning.errors import ConfigError, DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,14 +25,15 @@ SIZE = 32
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported")
     generator = SceneGenerator(image_size=SIZE, seed=2)
-    records = [LayeredImage.from_scene(f"scene_{i}", generator.scene(i)) for i in range(6)]
+    records = [ImageRecord.from_scene(f"scene_{i}", generator.scene(i)) for i in range(6)]
     export_coco_amodal(records, folder / "annotations.json", folder / "images")
     return folder, records
 
 
 def datamodule(folder, task=None, **kwargs):
-    return LayeredAmodalDataModule(
-        source="amodal_coco",
+    return AmodalDataModule(
+        AnnotationFile,
+        format="amodal_coco",
         annotations=folder / "annotations.json",
         images=folder / "images",
         image_size=SIZE,
@@ -55,7 +57,7 @@ def test_an_exported_file_gives_the_samples_of_its_scenes(exported, task):
         assert len(train) == sum(r.num_objects for r in records)
         sample = train[0]
         assert sample[VISIBLE].shape == sample[TARGET].shape == (1, SIZE, SIZE)
-    images = dm.scenes("train")
+    images = dm.images("train")
     for i in range(len(images)):
         got = images[i]
         want = records[int(images.image_id(i)) - 1]  # the exporter numbers the images from 1, in order
@@ -64,16 +66,19 @@ def test_an_exported_file_gives_the_samples_of_its_scenes(exported, task):
 
 
 def test_the_annotation_keys_are_required(exported):
-    with pytest.raises(ConfigError, match=r"^annotations: required when source=kins"):
-        LayeredAmodalDataModule(source="kins", images="x")
+    with pytest.raises(ConfigError, match=r"^annotations: required by this data config's source"):
+        AmodalDataModule(AnnotationFile, format="kins", images="x", val_fraction=0.0, test_fraction=0.0)
+    with pytest.raises(ConfigError, match=r"^annotations: required \(an annotation file"):
+        AmodalDataModule(AnnotationFile, format="kins", annotations="", images="x", val_fraction=0, test_fraction=0)
 
 
 def test_a_file_with_a_missing_image_is_refused_in_one_line_naming_the_check_command(exported, tmp_path):
     folder, records = exported
     export_coco_amodal(records[:2], tmp_path / "a.json", tmp_path / "images")
     (tmp_path / "images" / sorted(os.listdir(tmp_path / "images"))[0]).unlink()
-    dm = LayeredAmodalDataModule(
-        source="amodal_coco",
+    dm = AmodalDataModule(
+        AnnotationFile,
+        format="amodal_coco",
         annotations=tmp_path / "a.json",
         images=tmp_path / "images",
         image_size=SIZE,

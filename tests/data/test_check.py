@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amodal_lightning.data.check import PROBLEMS_EXIT_CODE, check_roots
-from amodal_lightning.data.datamodule import LayeredAmodalDataModule
+from amodal_lightning.data.check import PROBLEMS_EXIT_CODE, check_source
+from amodal_lightning.data.datamodule import AmodalDataModule
 from amodal_lightning.data.sas_folders import IMAGE_FILE, MASK_FILE, OCCLUSION_FILE, scan_sas_root
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.sas import SasFolders
 from amodal_lightning.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,10 +88,10 @@ def test_deep_scan_decodes_and_finds_what_names_cannot_show(root):
     assert problems[1].startswith(f"{unreadable}: cannot decode image")
 
 
-def test_check_roots_prints_one_line_per_problem_and_a_summary(broken_root):
+def test_check_source_prints_one_line_per_problem_and_a_summary(broken_root):
     root, expected = broken_root
     out, summary = _Lines(), _Lines()
-    assert check_roots([root], out=out, summary_out=summary) == len(expected)
+    assert check_source(SasFolders(root, 0.0, 0.0), out=out, summary_out=summary) == len(expected)
     assert len(out.lines) == len(expected)
     assert all(any(fragment in line for line in out.lines) for fragment in expected)
     assert len(summary.lines) == 1 and summary.lines[0].startswith(f"{root}: ")
@@ -117,8 +118,8 @@ def test_check_command_exit_status_and_output(broken_root, tmp_path):
 
 
 def sas_module(root, **kwargs):
-    return LayeredAmodalDataModule(
-        source="sas", root=root, image_size=SIZE, batch_size=4, val_fraction=0.25, test_fraction=0.0, **kwargs
+    return AmodalDataModule(
+        SasFolders, root=root, image_size=SIZE, batch_size=4, val_fraction=0.25, test_fraction=0.0, **kwargs
     )
 
 
@@ -135,10 +136,10 @@ def test_training_refuses_a_root_with_problems_and_says_how_to_list_them(broken_
 def test_skip_bad_samples_trains_on_the_rest_and_logs_the_count(broken_root, caplog):
     root, _ = broken_root
     module = sas_module(root, skip_bad_samples=True)
-    with caplog.at_level(logging.WARNING, logger="amodal_lightning.data.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="amodal_lightning.data.sources.base"):
         module.setup("fit")
     assert "4 image(s) left out" in caplog.text
-    used = {record.image_id for split in ("train", "val") for record in module.scenes(split).records}
+    used = {record.image_id for split in ("train", "val") for record in module.images(split).records}
     assert used == {f"img_{i:06d}" for i in range(4, NUM_IMAGES)}
     next(iter(module.train_dataloader()))
 

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amodal_lightning.data.check import check_roots
-from amodal_lightning.data.datamodule import LayeredAmodalDataModule
+from amodal_lightning.data.check import check_source
+from amodal_lightning.data.datamodule import AmodalDataModule
 from amodal_lightning.data.object_folders import OBJECTS_FOLDER, write_object_dataset
 from amodal_lightning.data.sas_folders import IMAGE_FILE, MASK_FILE, OCCLUSION_FILE
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.objects import ObjectFolders
+from amodal_lightning.data.sources.sas import SasFolders
 from amodal_lightning.errors import DataError
 
 SIZE = 16
@@ -53,17 +55,18 @@ def not_empty(path):
 
 
 BREAKS = (truncated, wrong_size, wrong_mode, not_an_image)
+SOURCES = {"sas": SasFolders, "objects": ObjectFolders}
 
 
 def deep_check_lines(root, source: str) -> list[str]:
     out, summary = io.StringIO(), io.StringIO()
-    check_roots([root], deep=True, source=source, out=out, summary_out=summary)
+    check_source(SOURCES[source](root, 0.0, 0.0), deep=True, out=out, summary_out=summary)
     return out.getvalue().splitlines()
 
 
-def module(source: str, root) -> LayeredAmodalDataModule:
+def module(source: str, root) -> AmodalDataModule:
     """The training data module, set up: its check at setup is the shallow one."""
-    dm = LayeredAmodalDataModule(source=source, root=root, image_size=LOAD_SIZE, val_fraction=0.0, test_fraction=0.0)
+    dm = AmodalDataModule(SOURCES[source], root=root, image_size=LOAD_SIZE, val_fraction=0.0, test_fraction=0.0)
     dm.setup("fit")
     return dm
 
@@ -92,7 +95,7 @@ def test_sas_deep_check_names_every_file_the_loader_refuses_with_its_line(tmp_pa
     assert set(BREAKS) <= set(planted.values())
 
     lines = deep_check_lines(root, "sas")
-    images = module("sas", root).scenes("train")
+    images = module("sas", root).images("train")
     ids = [images.image_id(i) for i in range(len(images))]
     for path in planted:
         named = [line for line in lines if line.startswith(f"{path}: ")]
@@ -121,7 +124,7 @@ def test_object_deep_check_names_every_file_the_loader_refuses_with_its_line(tmp
     assert set(planted.values()) == set(BREAKS)
 
     lines = deep_check_lines(root, "objects")
-    images = module("objects", root).scenes("train")
+    images = module("objects", root).images("train")
     ids = [images.image_id(i) for i in range(len(images))]
     for path, brake in planted.items():
         named = [line for line in lines if line.startswith(f"{path}: ")]

@@ -1,4 +1,4 @@
-"""LayeredAmodalDataModule: the canonical batch, splits by image id, noise mixing, per-device batches, configs."""
+"""AmodalDataModule: the canonical batch, splits by image id, noise mixing, per-device batches, configs."""
 
 import collections
 import pickle
@@ -10,24 +10,20 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from amodal_lightning.data.datamodule import (
-    BATCH_KEYS,
-    IMAGE,
-    IMAGE_ID,
-    LAYER,
-    OCCLUSION,
-    TARGET,
-    LayeredAmodalDataModule,
-    LayeredImage,
-    auto_num_workers,
-)
-from amodal_lightning.data.datasets import NoiseMixingSampler, TaskDataset
+from amodal_lightning.batch import IMAGE, IMAGE_ID, LAYER, OCCLUSION, TARGET
+from amodal_lightning.data.datamodule import AmodalDataModule, auto_num_workers
+from amodal_lightning.data.datasets import NoiseMixingSampler
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.sas import SasFolders
+from amodal_lightning.data.sources.scenes import GeneratedScenes
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import ORIENTATION_SETS
 from amodal_lightning.run.config import compose, resolve_model_inputs
 
 SIZE = 32
+# The keys of a layer task's batch.
+BATCH_KEYS = (IMAGE, OCCLUSION, TARGET, LAYER, IMAGE_ID)
 NUM_IMAGES = 20
 NUM_NOISE_IMAGES = 6
 TINY_SYNTHETIC = {"num_train": 12, "num_val": 4, "num_test": 4, "seed": 1}
@@ -48,9 +44,16 @@ def noise_root(tmp_path_factory):
 
 
 def sas_module(root, **kwargs):
-    options = dict(source="sas", root=root, image_size=SIZE, batch_size=4, val_fraction=0.2, test_fraction=0.2)
+    """The data module over a SAS root, its source built from flat settings as a data config builds it."""
+    options = dict(root=root, image_size=SIZE, batch_size=4, val_fraction=0.2, test_fraction=0.2)
     options.update(kwargs)
-    return LayeredAmodalDataModule(**options)
+    return AmodalDataModule(SasFolders, **options)
+
+
+def scenes_module(**kwargs):
+    options = dict(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC)
+    options.update(kwargs)
+    return AmodalDataModule(GeneratedScenes, **options)
 
 
 def all_samples(loader):
@@ -101,7 +104,7 @@ def test_sas_images_are_resized_and_masks_stay_binary(tmp_path):
     dm.setup("fit")
     for batch in dm.train_dataloader():
         check_batch(batch, SIZE)
-    scene = dm.scenes("train")[0]
+    scene = dm.images("train")[0]
     assert scene.image.shape == (SIZE, SIZE, 3) and scene.layers.shape[1:] == (SIZE, SIZE)
     assert scene.amodal.shape[1:] == (SIZE, SIZE) and scene.amodal.dtype == bool
 
@@ -109,7 +112,7 @@ def test_sas_images_are_resized_and_masks_stay_binary(tmp_path):
 def test_splits_are_by_image_id_deterministic_and_complete(sas_root):
     def ids(dm):
         dm.setup()
-        return {split: TaskDataset(dm.scenes(split), dm.task).image_ids() for split in ("train", "val", "test")}
+        return {split: set(dm.source.image_ids(split)) for split in ("train", "val", "test")}
 
     first, again, other = ids(sas_module(sas_root)), ids(sas_module(sas_root)), ids(sas_module(sas_root, split_seed=1))
     assert first == again and first != other
@@ -122,7 +125,7 @@ def test_splits_are_by_image_id_deterministic_and_complete(sas_root):
     dm.setup()
     counts = collections.Counter(image_id for image_id, *_ in all_samples(dm.test_dataloader()))
     assert {image_id: counts[image_id] for image_id in counts} == {
-        s.image_id: s.num_layers + 1 for s in dm.scenes("test")
+        s.image_id: s.num_layers + 1 for s in dm.images("test")
     }
 
 
@@ -139,9 +142,11 @@ def test_absent_noise_folder_with_noise_is_a_data_error_naming_it(sas_root, tmp_
         dm.setup("fit")
 
 
-def test_noise_rate_without_noise_root_is_a_config_error(sas_root):
-    with pytest.raises(ConfigError, match="^noise_root"):
-        sas_module(sas_root, noise_rate=0.2)
+def test_noise_rate_without_noise_images_is_a_config_error(sas_root):
+    with pytest.raises(ConfigError, match="^data.noise_root: required when data.noise_rate > 0"):
+        sas_module(sas_root, noise_rate=0.2).setup("fit")
+    with pytest.raises(ConfigError, match="^data.noise_rate: the synthetic source has no noise images"):
+        scenes_module(noise_rate=0.2).setup("fit")
 
 
 def test_noise_is_mixed_into_training_only_at_its_rate(sas_root, noise_root):
@@ -181,28 +186,28 @@ def test_per_device_batch_divides_the_global_batch(sas_root):
 
 
 def test_synthetic_splits_are_disjoint_and_stable(tmp_path):
-    small = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC)
-    larger = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic={**TINY_SYNTHETIC, "num_train": 20})
+    small = scenes_module()
+    larger = scenes_module(synthetic={**TINY_SYNTHETIC, "num_train": 20})
     small.setup()
     larger.setup("validate")
     check_batch(next(iter(small.train_dataloader())), SIZE)
-    images = {split: [s.image for s in small.scenes(split)] for split in ("train", "val", "test")}
+    images = {split: [s.image for s in small.images(split)] for split in ("train", "val", "test")}
     assert [len(images[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     for a in images["train"]:
         assert not any(np.array_equal(a, b) for b in images["val"] + images["test"])
     # The validation scenes do not depend on the training set size.
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(small.scenes("val"), larger.scenes("val")))
-    scene = small.scenes("val")[0]
-    assert isinstance(scene, LayeredImage) and scene.amodal is not None
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(small.images("val"), larger.images("val")))
+    scene = small.images("val")[0]
+    assert isinstance(scene, ImageRecord) and scene.amodal is not None
     assert np.array_equal(scene.layers[0], scene.amodal[scene.instance_layer == 0].any(axis=0))
     assert [s.image_id for s in small.panel_scenes(2)] == ["val_000000", "val_000001"]
-    samples = sum(s.num_layers + 1 for s in small.scenes("train"))
+    samples = sum(s.num_layers + 1 for s in small.images("train"))
     assert len(small.train_dataloader().dataset) == samples
 
 
 def test_front_layer_repeats_draw_each_layer_0_sample_that_often(tmp_path):
-    once = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC)
-    thrice = LayeredAmodalDataModule(image_size=SIZE, batch_size=4, synthetic=TINY_SYNTHETIC, front_layer_repeats=3)
+    once = scenes_module()
+    thrice = scenes_module(front_layer_repeats=3)
     counts = {}
     for name, dm in (("once", once), ("thrice", thrice)):
         dm.setup("fit")
@@ -214,7 +219,7 @@ def test_front_layer_repeats_draw_each_layer_0_sample_that_often(tmp_path):
     assert len(thrice.val_dataloader().dataset) == len(once.val_dataloader().dataset)
     for bad in (0, 1.5, True):
         with pytest.raises(ConfigError, match="^front_layer_repeats") as info:
-            LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, front_layer_repeats=bad)
+            scenes_module(front_layer_repeats=bad)
         assert "\n" not in str(info.value)
 
 
@@ -228,9 +233,7 @@ def _orientations_matching(turned, original):
 
 
 def test_training_samples_are_turned_whole_and_only_while_training():
-    dm = LayeredAmodalDataModule(
-        image_size=SIZE, batch_size=40, synthetic=TINY_SYNTHETIC, augment_orientations="dihedral"
-    )
+    dm = scenes_module(batch_size=40, augment_orientations="dihedral")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     original = {key: batch[key].clone() for key in (IMAGE, OCCLUSION, TARGET)}
@@ -250,44 +253,48 @@ def test_training_samples_are_turned_whole_and_only_while_training():
         drawn.append(min(_orientations_matching(out[IMAGE][i], original[IMAGE][i])))
     assert len(set(drawn)) >= 6  # 40 draws from 8 orientations
     assert out[LAYER].tolist() == batch[LAYER].tolist() and out[IMAGE_ID] == batch[IMAGE_ID]
-    plain = LayeredAmodalDataModule(image_size=SIZE, batch_size=40, synthetic=TINY_SYNTHETIC)
+    plain = scenes_module(batch_size=40)
     plain.trainer = SimpleNamespace(training=True)
     out = plain.on_after_batch_transfer(dict(batch), 0)
     assert all(torch.equal(out[key], original[key]) for key in original)
     with pytest.raises(ConfigError, match="^augment_orientations='spin'") as info:
-        LayeredAmodalDataModule(synthetic=TINY_SYNTHETIC, augment_orientations="spin")
+        scenes_module(augment_orientations="spin")
     assert "\n" not in str(info.value)
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="^synthetic.colour"):
-        LayeredAmodalDataModule(synthetic={"colour": "red"})
+        scenes_module(synthetic={"colour": "red"})
     with pytest.raises(ConfigError, match="^synthetic"):
-        LayeredAmodalDataModule(synthetic={"min_objects": 9})
-    with pytest.raises(ConfigError, match="^root"):
-        LayeredAmodalDataModule(source="sas")
-    with pytest.raises(ConfigError, match="^source"):
-        LayeredAmodalDataModule(source="coco")
+        scenes_module(synthetic={"min_objects": 9})
+    with pytest.raises(ConfigError, match="^root: required"):
+        AmodalDataModule(SasFolders, val_fraction=0.1, test_fraction=0.0)
+    # A key neither the data module nor its source takes.
+    with pytest.raises(ConfigError, match=r"^colour: unknown key of this data config; its source takes \['image_size'"):
+        scenes_module(colour="red")
+    # A checkpoint written before sources were classes names its source by a string.
+    with pytest.raises(ConfigError, match="^data.source='sas': expected a node naming the source class"):
+        AmodalDataModule("sas", root="x")
 
 
 def test_auto_loader_options_follow_the_source_and_the_devices(sas_root, monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    assert auto_num_workers("synthetic", devices_per_node=1, cpu_count=16) == 0
-    assert auto_num_workers("sas", devices_per_node=1, cpu_count=16) == 8  # capped
-    assert auto_num_workers("sas", devices_per_node=4, cpu_count=16) == 3  # (16 - 1) // 4
-    assert auto_num_workers("sas", devices_per_node=1, cpu_count=1) == 0
+    assert auto_num_workers(in_memory=True, devices_per_node=1, cpu_count=16) == 0
+    assert auto_num_workers(in_memory=False, devices_per_node=1, cpu_count=16) == 8  # capped
+    assert auto_num_workers(in_memory=False, devices_per_node=4, cpu_count=16) == 3  # (16 - 1) // 4
+    assert auto_num_workers(in_memory=False, devices_per_node=1, cpu_count=1) == 0
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")  # each task has its own 6 cores
-    assert auto_num_workers("sas", devices_per_node=4, cpu_count=6) == 5
+    assert auto_num_workers(in_memory=False, devices_per_node=4, cpu_count=6) == 5
     dm = sas_module(sas_root, num_workers="auto", pin_memory="auto")
-    assert dm._loader_options(devices_per_node=1, device_type="cpu") == (auto_num_workers("sas", 1), False)
+    assert dm._loader_options(devices_per_node=1, device_type="cpu") == (auto_num_workers(False, 1), False)
     assert dm._loader_options(devices_per_node=1, device_type="cuda")[1] is True
-    assert LayeredAmodalDataModule(num_workers="auto", pin_memory="auto")._loader_options(1, "cuda") == (0, True)
+    assert scenes_module(num_workers="auto", pin_memory="auto")._loader_options(1, "cuda") == (0, True)
 
 
 @pytest.mark.parametrize(("key", "value"), [("num_workers", -1), ("num_workers", "many"), ("pin_memory", "yes")])
 def test_bad_loader_options_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"^{key}={value!r}: expected"):
-        LayeredAmodalDataModule(**{key: value})
+        scenes_module(**{key: value})
 
 
 def test_datamodule_pickles_and_loads_with_workers(sas_root):
@@ -344,7 +351,7 @@ def test_trainer_turns_the_training_batches(tmp_path):
     first = {}
     for name in ("identity", "dihedral"):
         L.seed_everything(0)
-        dm = LayeredAmodalDataModule(image_size=SIZE, batch_size=8, synthetic=TINY_SYNTHETIC, augment_orientations=name)
+        dm = scenes_module(batch_size=8, augment_orientations=name)
         model = _ConsumeBatches()
         _fit_quietly(model, dm, tmp_path, max_steps=1)
         first[name] = model.batches[0]
@@ -364,7 +371,8 @@ def test_data_configs_instantiate(option, sas_root, tmp_path):
     cfg = compose("train", overrides)
     resolve_model_inputs(cfg)  # what train.py does: the data group does not read the model's size
     dm = instantiate(cfg.data, _convert_="all")
-    assert isinstance(dm, LayeredAmodalDataModule)
+    assert isinstance(dm, AmodalDataModule)
+    assert isinstance(dm.source, SasFolders if option == "sas" else GeneratedScenes)
     assert dm.image_size == cfg.model.image_size == 32 and dm.batch_size == cfg.data.batch_size == 64
     assert dm.front_layer_repeats == 4  # the quickstart recipe's choice
     dm.setup("fit")
@@ -382,10 +390,10 @@ def test_sas_config_requires_a_root(tmp_path):
 
 
 def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
-    # The data configs are the one place the fractions' defaults live; the module has none of its own.
-    with pytest.raises(ConfigError, match=r"^val_fraction: required when source=sas"):
-        LayeredAmodalDataModule(source="sas", root=tmp_path, test_fraction=0.0)
+    # The data configs are the one place the fractions' defaults live; the source has none of its own.
+    with pytest.raises(ConfigError, match=r"^val_fraction: required by this data config's source"):
+        AmodalDataModule(SasFolders, root=tmp_path, test_fraction=0.0)
     cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
     resolve_model_inputs(cfg)
-    dm = instantiate(cfg.data, _convert_="all")
-    assert (dm.val_fraction, dm.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)
+    source = instantiate(cfg.data, _convert_="all").source
+    assert (source.val_fraction, source.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)

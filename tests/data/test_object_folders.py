@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
 from amodal_lightning.data import object_folders
-from amodal_lightning.data.check import PROBLEMS_EXIT_CODE, check_roots, roots_of
+from amodal_lightning.data.check import PROBLEMS_EXIT_CODE, check_source
 from amodal_lightning.data.datasets import TaskDataset
 from amodal_lightning.data.object_folders import (
     IMAGE_FILE,
@@ -25,9 +24,10 @@ from amodal_lightning.data.object_folders import (
     write_object_dataset,
     write_object_folder,
 )
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
-from amodal_lightning.errors import ConfigError, DataError
+from amodal_lightning.data.sources.objects import ObjectFolders
+from amodal_lightning.errors import DataError
 from amodal_lightning.masks import resize_masks, union_by_layer
 from amodal_lightning.tasks.layers import LayersTask
 
@@ -83,7 +83,7 @@ def test_written_scenes_read_back_exactly(root):
     images = ObjectFolderImages(root, scan.records, None)
     assert [images.image_id(i) for i in range(len(images))] == [f"{PREFIX}_{i:06d}" for i in range(NUM_IMAGES)]
     for i in range(NUM_IMAGES):
-        expected = LayeredImage.from_scene(images.image_id(i), generator().scene(i))
+        expected = ImageRecord.from_scene(images.image_id(i), generator().scene(i))
         assert images.num_objects(i) == expected.num_objects and images.has_layers(i)
         assert images.num_layers(i) == expected.num_layers
         record = images[i]
@@ -144,8 +144,8 @@ def test_a_root_without_order_has_no_layers(tmp_path):
 def test_object_ids_need_not_be_contiguous_and_a_plain_list_order_reads(tmp_path):
     scene = generator().scene(0)
     ids = np.array([40, 3, 17, 8][: scene.num_objects])
-    record = LayeredImage.from_scene("custom", scene)
-    record = LayeredImage(**{**record.__dict__, "object_ids": ids})
+    record = ImageRecord.from_scene("custom", scene)
+    record = ImageRecord(**{**record.__dict__, "object_ids": ids})
     folder = write_object_folder(tmp_path / "r", record)
     assert folder == tmp_path / "r" / "custom"
     front_first = ids[scene.depth_order].tolist()
@@ -161,17 +161,17 @@ def test_object_ids_need_not_be_contiguous_and_a_plain_list_order_reads(tmp_path
 
 def test_rewriting_a_folder_leaves_no_stale_mask_and_refuses_a_record_without_objects(tmp_path):
     scene = generator().scene(0)
-    record = LayeredImage.from_scene("x", scene)
+    record = ImageRecord.from_scene("x", scene)
     folder = write_object_folder(tmp_path, record)
-    fewer = LayeredImage("x", scene.image, None, amodal=None, visible=scene.visible[:1])
+    fewer = ImageRecord("x", scene.image, None, amodal=None, visible=scene.visible[:1])
     write_object_folder(tmp_path, fewer)
     assert sorted(p.name for p in (folder / OBJECTS_FOLDER).iterdir()) == ["0_visible.png"]
     assert not (folder / ORDER_FILE).exists()
     assert scan_object_root(tmp_path, require_amodal=False, deep=True).problems == []
     with pytest.raises(DataError, match="no visible masks"):
-        write_object_folder(tmp_path, LayeredImage("y", scene.image, None))
+        write_object_folder(tmp_path, ImageRecord("y", scene.image, None))
     with pytest.raises(DataError, match="distinct non-negative"):
-        write_object_folder(tmp_path, LayeredImage(**{**record.__dict__, "object_ids": np.zeros(scene.num_objects)}))
+        write_object_folder(tmp_path, ImageRecord(**{**record.__dict__, "object_ids": np.zeros(scene.num_objects)}))
 
 
 def test_root_errors(tmp_path):
@@ -376,20 +376,18 @@ def broken_root(root):
     return root, [f"{missing}: required file is missing", f"{order}: not valid JSON"], f"{deep}: empty visible mask"
 
 
-def test_check_roots_reads_the_per_object_layout(broken_root):
+def test_check_source_reads_the_per_object_layout(broken_root):
     root, cheap, deep = broken_root
+    source = ObjectFolders(root, 0.0, 0.0)
     out, summary = _Lines(), _Lines()
-    assert check_roots([root], source="objects", out=out, summary_out=summary) == len(cheap)
+    assert check_source(source, out=out, summary_out=summary) == len(cheap)
     assert len(out.lines) == len(cheap) and all(any(line.startswith(e) for line in out.lines) for e in cheap)
     assert len(summary.lines) == 1 and summary.lines[0].startswith(f"{root}: 4 folder(s), 2 usable image(s)")
     out = _Lines()
-    assert check_roots([root], source="objects", deep=True, out=out, summary_out=_Lines()) == len(cheap) + 1
+    assert check_source(source, deep=True, out=out, summary_out=_Lines()) == len(cheap) + 1
     assert any(line.startswith(deep) for line in out.lines)
     # Without required amodal masks (a prediction input) the missing one is no problem.
-    assert check_roots([root], source="objects", require_masks=False, out=_Lines(), summary_out=_Lines()) == 1
-    with pytest.raises(ConfigError, match="data.source=synthetic"):
-        roots_of(OmegaConf.create({"source": "synthetic", "root": None}))
-    assert roots_of(OmegaConf.create({"source": "objects", "root": str(root)})) == [str(root)]
+    assert check_source(source, require_masks=False, out=_Lines(), summary_out=_Lines()) == 1
 
 
 def run_check(*args, cwd):

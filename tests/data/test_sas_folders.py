@@ -11,18 +11,30 @@ from amodal_lightning.data.sas_folders import (
     IMAGE_FILE,
     MASK_FILE,
     OCCLUSION_FILE,
-    index_sas_root,
     instances_root,
     load_layer,
     load_layers,
     parse_folder_name,
     read_instances,
-    validate_root,
+    scan_sas_root,
 )
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import DataError
 
 SIZE = 24
+
+
+def index_sas_root(root, **options):
+    """The records of ``root`` from the shallow scan; its first problem raised (what the SAS source does)."""
+    scan = scan_sas_root(root, **options)
+    if scan.problems:
+        raise DataError(scan.problems[0].message)
+    return scan.records
+
+
+def validate_root(root, **options):
+    """The records of ``root`` from the deep scan (every file decoded); its first problem raised."""
+    return index_sas_root(root, deep=True, **options)
 
 
 @pytest.fixture

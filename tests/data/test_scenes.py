@@ -164,8 +164,8 @@ def test_whole_objects_are_the_image_where_visible_and_exactly_their_amodal_mask
 
 
 def test_records_keep_the_whole_objects_only_when_asked():
-    from amodal_lightning.data.record import LayeredImage
+    from amodal_lightning.data.record import ImageRecord
 
     scene = SceneGenerator(image_size=16, seed=1).scene(0)
-    assert np.array_equal(LayeredImage.from_scene("s", scene).whole, scene.whole)
-    assert LayeredImage.from_scene("s", scene, with_whole=False).whole is None
+    assert np.array_equal(ImageRecord.from_scene("s", scene).whole, scene.whole)
+    assert ImageRecord.from_scene("s", scene, with_whole=False).whole is None

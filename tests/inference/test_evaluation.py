@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scripted_module import SIDE, Scripted, block, next_of
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.layers import LayerInference
@@ -15,7 +15,7 @@ from amodal_lightning.inference.sequential import InferenceConfig
 DATA_SIDE = 2 * SIDE  # the data is twice the model's size: everything is resized in and out
 
 
-def scene(image_id: str, with_instances: bool) -> LayeredImage:
+def scene(image_id: str, with_instances: bool) -> ImageRecord:
     """A front square (layer 0) partly hiding a back square (layer 1), at the data's size."""
     front, back = (block(0, 0, 8, DATA_SIDE).bool().numpy(), block(4, 4, 8, DATA_SIDE).bool().numpy())
     instances = {}
@@ -27,7 +27,7 @@ def scene(image_id: str, with_instances: bool) -> LayeredImage:
             "depth_order": np.array([0, 1]),
         }
     image = np.random.default_rng(0).integers(0, 256, (DATA_SIDE, DATA_SIDE, 3), dtype=np.uint8)
-    return LayeredImage(image_id=image_id, image=image, layers=np.stack([front, back]), **instances)
+    return ImageRecord(image_id=image_id, image=image, layers=np.stack([front, back]), **instances)
 
 
 def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
@@ -87,7 +87,7 @@ def test_a_model_that_knows_the_answer_scores_one_beside_the_reference_rows():
 )
 def test_per_object_updates_hold_one_pass_when_asked(objects, one_pass, updates):
     images = [
-        LayeredImage(f"i{n}", np.zeros((4, 4, 3), np.uint8), None, visible=np.zeros((n, 4, 4), bool)) for n in objects
+        ImageRecord(f"i{n}", np.zeros((4, 4, 3), np.uint8), None, visible=np.zeros((n, 4, 4), bool)) for n in objects
     ]
     evaluator = InstanceEvaluator(SimpleNamespace(config=InferenceConfig(batch_size=4)))
     calls = []

@@ -38,12 +38,15 @@ def options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_resolves(group, option, tmp_path):
     overrides = [f"{group}={option}", f"paths.output_dir={tmp_path}"]
-    own_keys = OmegaConf.load(config_dir() / group / f"{option}.yaml")
-    # What the user must give (a root, an annotation file and its images); nothing is read here.
-    if group == "experiment" or OmegaConf.is_missing(own_keys, "root"):
-        overrides.append(f"data.root={tmp_path}")
-    if OmegaConf.is_missing(own_keys, "annotations"):
-        overrides += [f"data.annotations={tmp_path}/a.json", f"data.images={tmp_path}"]
+    # What the user must give (a root, an annotation file and its images, a format); nothing is read here.
+    user_given = {
+        "data.root": tmp_path,
+        "data.annotations": f"{tmp_path}/a.json",
+        "data.images": tmp_path,
+        "data.format": "kins",
+    }
+    missing = OmegaConf.missing_keys(compose("train", overrides))
+    overrides += [f"{key}={value}" for key, value in user_given.items() if key in missing]
     cfg = compose("train", overrides)
     # Resolving catches broken interpolations; nothing may be left mandatory except what the user must give.
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -74,7 +77,7 @@ def test_no_device_ordinal_in_any_config():
 
 @pytest.mark.parametrize("choice", [["model=unet64", "trainer.devices=auto"], ["experiment=sas_unet64"]])
 def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_keys, choice):
-    cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", f"data.root={tmp_path}"])
+    cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", f"++data.root={tmp_path}"])
     optimizer = cfg.model.module.optimizer
     assert cfg.model.image_size == 64 and cfg.data.batch_size == 256
     assert optimizer.lr == 1e-4 and optimizer.weight_decay == 0.0 and optimizer.schedule == "constant"

@@ -33,6 +33,11 @@ CONSTANT = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 # builds it) puts in front of the argument the error names.
 PREFIX = {
     "data/datamodule.py": "data",
+    "data/sources/base.py": "data",
+    "data/sources/scenes.py": "data",
+    "data/sources/sas.py": "data",
+    "data/sources/objects.py": "data",
+    "data/sources/annotations.py": "data",
     "data/scenes.py": "data.synthetic",
     "models/module.py": "model.module",
     "models/unet.py": "model.module.unet",
@@ -64,7 +69,8 @@ NOT_CONFIG_KEYS = {
 
 def _composed_configs(tmp: Path) -> list:
     """Every entry config, and train with each option that adds keys, composed with what the user must give."""
-    train = [f"paths.output_dir={tmp}", f"data.root={tmp}"]
+    # ++: the default data (generated scenes) has no root; data=sas and data=objects do.
+    train = [f"paths.output_dir={tmp}", f"++data.root={tmp}"]
     configs = [
         compose("train", [*train, *extra])
         for extra in (

@@ -9,7 +9,7 @@ from task_configs import task_config
 
 from amodal_lightning.batch import TARGET
 from amodal_lightning.data.datasets import InMemoryImages
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.base import Evaluator, Inference
@@ -39,7 +39,7 @@ UNET = {
 @pytest.fixture(scope="module")
 def images():
     generator = SceneGenerator(image_size=SIZE, seed=3)
-    return InMemoryImages([LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(3)])
+    return InMemoryImages([ImageRecord.from_scene(f"s{i}", generator.scene(i)) for i in range(3)])
 
 
 def batch_of(task: Task, images, count: int = 2) -> dict:

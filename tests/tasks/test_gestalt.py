@@ -6,7 +6,7 @@ import torch
 
 from amodal_lightning.batch import TARGET, VISIBLE, WHOLE
 from amodal_lightning.data.datasets import InMemoryImages
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.masks import crop_masks
@@ -17,7 +17,7 @@ from amodal_lightning.whole_appearance import NEUTRAL_GREY, whole_on_grey
 
 @pytest.fixture(scope="module")
 def record():
-    return LayeredImage.from_scene("s", SceneGenerator(image_size=32, seed=2).scene(1))
+    return ImageRecord.from_scene("s", SceneGenerator(image_size=32, seed=2).scene(1))
 
 
 def test_samples_carry_the_whole_object_on_grey_and_its_amodal_mask(record):
@@ -63,7 +63,7 @@ def test_crops_follow_the_per_object_task(record):
 
 def test_training_samples_need_the_whole_appearance_but_inference_does_not(record):
     task = GestaltTask(image_size=32)
-    bare = LayeredImage(record.image_id, record.image, None, record.amodal, record.visible)
+    bare = ImageRecord(record.image_id, record.image, None, record.amodal, record.visible)
     assert WHOLE not in task.object_sample(bare, 0)
     with pytest.raises(DataError, match=r"^s: no whole appearance .*task=gestalt.*\{k\}_whole.png"):
         task.sample(InMemoryImages([bare]), 0, 0)
@@ -80,7 +80,7 @@ def test_cached_samples_keep_the_whole_object_exactly():
     from amodal_lightning.data.datasets import TaskDataset
 
     generator = SceneGenerator(image_size=32, seed=1)
-    images = InMemoryImages([LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(3)])
+    images = InMemoryImages([ImageRecord.from_scene(f"s{i}", generator.scene(i)) for i in range(3)])
     task = GestaltTask(image_size=24)
     cached, plain = TaskDataset(images, task, cache=True), TaskDataset(images, task)
     for i in range(len(plain)):

@@ -9,7 +9,7 @@ from task_configs import task_config
 
 from amodal_lightning.batch import BOX, IMAGE, OCCLUDERS, TARGET, VISIBLE
 from amodal_lightning.data.datasets import InMemoryImages, TaskDataset
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.instance import InstanceInference
@@ -23,7 +23,7 @@ SIZE = 32
 
 def scenes(count=3, size=SIZE):
     generator = SceneGenerator(image_size=size, seed=0)
-    return InMemoryImages([LayeredImage.from_scene(f"s{i}", generator.scene(i)) for i in range(count)])
+    return InMemoryImages([ImageRecord.from_scene(f"s{i}", generator.scene(i)) for i in range(count)])
 
 
 def test_an_image_gives_one_sample_per_object_with_its_own_crop():
