@@ -43,7 +43,7 @@ class Finish:
         return (1.0 + self.shading * ramp)[..., None]
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """Light, blur and noise over ``rgb`` (H,W,3) floats; the result clipped to [0, 1]."""
+        """Light, blur and noise over ``rgb`` (..., H, W, 3) floats (one image or a stack); clipped to [0, 1]."""
         if self.light is not None:
             rgb = rgb * self.light
         if self.blur > 0:
@@ -83,12 +83,15 @@ def draw_finish(
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """``image`` (H,W,C) blurred by a Gaussian of standard deviation ``sigma`` pixels; edges reflected."""
+    """``image`` (..., H, W, C) blurred over H and W by a Gaussian of standard deviation ``sigma`` pixels; edges
+    reflected."""
     reach = max(1, math.ceil(BLUR_REACH * sigma))
     taps = np.arange(-reach, reach + 1)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     kernel /= kernel.sum()
-    rows = np.pad(image, [(reach, reach), (0, 0), (0, 0)], mode="reflect")
-    image = sum(w * rows[k : k + image.shape[0]] for k, w in enumerate(kernel))
-    cols = np.pad(image, [(0, 0), (reach, reach), (0, 0)], mode="reflect")
-    return sum(w * cols[:, k : k + image.shape[1]] for k, w in enumerate(kernel))
+    lead = [(0, 0)] * (image.ndim - 3)
+    height, width = image.shape[-3], image.shape[-2]
+    rows = np.pad(image, [*lead, (reach, reach), (0, 0), (0, 0)], mode="reflect")
+    image = sum(w * rows[..., k : k + height, :, :] for k, w in enumerate(kernel))
+    cols = np.pad(image, [*lead, (0, 0), (reach, reach), (0, 0)], mode="reflect")
+    return sum(w * cols[..., k : k + width, :] for k, w in enumerate(kernel))

@@ -351,12 +351,14 @@ class SceneGenerator:
             if shade is not None:
                 own[obj] *= shade
             canvas[amodal[obj]] = own[obj][amodal[obj]]
-        image = np.round(finish.apply(canvas) * PIXEL_MAX).astype(np.uint8)
+        # The image and every object alone through the same camera, in one pass.
+        finished = np.round(finish.apply(np.concatenate([canvas[None], own])) * PIXEL_MAX).astype(np.uint8)
+        image, alone = finished[0], finished[1:]
         whole = np.zeros((*amodal.shape, 4), dtype=np.uint8)
         for obj in range(len(amodal)):
-            # Rounded as the image is; the visible pixels are the image's, value for value (a blur mixes the
-            # neighbours' colours into them, which the object alone would not have).
-            rgb = np.round(finish.apply(own[obj]) * PIXEL_MAX).astype(np.uint8)
+            # The visible pixels are the image's, value for value (a blur mixes the neighbours' colours into them,
+            # which the object alone would not have).
+            rgb = alone[obj]
             rgb[visible[obj]] = image[visible[obj]]
             whole[obj, ..., :3][amodal[obj]] = rgb[amodal[obj]]
             whole[obj, ..., 3][amodal[obj]] = np.uint8(PIXEL_MAX)

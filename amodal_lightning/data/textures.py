@@ -193,8 +193,14 @@ def _bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarr
     fr = (rows - r0)[..., None]
     fc = (cols - c0)[..., None]
     r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
-    top = image[r0, c0] * (1.0 - fc) + image[r0, c1] * fc
-    bottom = image[r1, c0] * (1.0 - fc) + image[r1, c1] * fc
+    # Gathers through flat indices: several times faster than indexing by (rows, cols).
+    flat = image.reshape(h * w, -1)
+
+    def at(r, c):
+        return np.take(flat, r * w + c, axis=0)
+
+    top = at(r0, c0) * (1.0 - fc) + at(r0, c1) * fc
+    bottom = at(r1, c0) * (1.0 - fc) + at(r1, c1) * fc
     return top * (1.0 - fr) + bottom * fr
 
 
