@@ -165,7 +165,7 @@ class SceneGenerator:
         min_visible_fraction: float = 0.25,
         overlap_bias: float = 0.75,
         min_size: float = 0.15,
-        max_size: float = 0.9,
+        max_size: float = 1.0,
         min_area: float = 0.008,
         border_bias: float = 0.1,
         shapes: Iterable[str] | str = SHAPES,

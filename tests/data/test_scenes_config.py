@@ -56,7 +56,7 @@ def test_styles_and_every_other_key_reach_the_generator():
         ("data.synthetic.styles=[classic,cartoon]", "data.synthetic: styles=['classic', 'cartoon']: unknown 'cartoon'"),
         ("data.synthetic.textures=[marble]", "data.synthetic: textures=['marble']: unknown 'marble'"),
         ("data.synthetic.blur_probability=1.5", "data.synthetic: blur_probability=1.5: expected a value in [0, 1]"),
-        ("data.synthetic.min_size=0.95", "data.synthetic: min_size=0.95, max_size=0.9: expected 0 < min_size <= max"),
+        ("data.synthetic.min_size=1.5", "data.synthetic: min_size=1.5, max_size=1.0: expected 0 < min_size <= max"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_config_key(override, expected):
