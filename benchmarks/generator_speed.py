@@ -25,6 +25,7 @@ import inspect
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -110,6 +111,8 @@ class TrainingStep:
     and EMA update, as ``train`` runs it."""
 
     def __init__(self, cfg, batch: dict, device: torch.device):
+        # training_step logs; without a Trainer Lightning warns once and drops the values, as the step's timing wants.
+        warnings.filterwarnings("ignore", message=".*self.trainer.*reference is not registered.*")
         torch.manual_seed(0)
         self.device = device
         self.module = instantiate(cfg.model.module, _convert_="all").to(device)
