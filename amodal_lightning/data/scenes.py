@@ -117,9 +117,14 @@ class Frame:
 
 
 def _fraction(key: str, value: float) -> float:
-    if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{key}={value}: expected a value in [0, 1]")
-    return float(value)
+    """``value`` as a float in [0, 1], else a :class:`ConfigError` naming ``key``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ConfigError(f"{key}={value!r}: expected a value in [0, 1]")
+    return number
 
 
 class SceneGenerator:

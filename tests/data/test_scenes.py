@@ -186,6 +186,7 @@ def test_generation_speed_benchmark_runs():
         ({"overlap_bias": 1.5}, "overlap_bias"),
         ({"border_bias": -0.1}, "border_bias"),
         ({"blur_probability": 2}, "blur_probability"),
+        ({"blur_probability": "often"}, "blur_probability"),
         ({"noise_probability": -1}, "noise_probability"),
         ({"lighting": 1.2}, "lighting"),
         ({"max_noise": 3}, "max_noise"),
