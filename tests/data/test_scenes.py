@@ -11,6 +11,7 @@ from amodal_lightning.data.scenes import (
     union_by_layer,
     visible_masks,
 )
+from amodal_lightning.data.styles import STYLE_NAMES
 from amodal_lightning.errors import ConfigError
 
 SIZE = 16
@@ -29,13 +30,16 @@ def scenes():
     return [generator.scene(i) for i in range(NUM_SCENES)]
 
 
+def same_scene(x, y) -> bool:
+    fields = ("image", "amodal", "visible", "depth_order", "layer", "whole")
+    return x.style == y.style and all(np.array_equal(getattr(x, f), getattr(y, f)) for f in fields)
+
+
 def test_scene_depends_only_on_seed_and_index():
     a, b = SceneGenerator(seed=7), SceneGenerator(seed=7)
     forward = [a.scene(i) for i in (0, 1, 2)]
     backward = [b.scene(i) for i in (2, 1, 0)][::-1]
-    for x, y in zip(forward, backward):
-        assert np.array_equal(x.image, y.image) and np.array_equal(x.amodal, y.amodal)
-        assert np.array_equal(x.layer, y.layer) and np.array_equal(x.depth_order, y.depth_order)
+    assert all(same_scene(x, y) for x, y in zip(forward, backward))
     assert not np.array_equal(SceneGenerator(seed=8).scene(0).image, forward[0].image)
     assert not np.array_equal(forward[0].image, forward[1].image)
 
@@ -94,7 +98,7 @@ def test_scene_arrays_are_consistent(scenes):
 def test_every_object_is_partly_visible(scenes):
     generator = SceneGenerator(image_size=32)
     for scene in scenes:
-        assert 2 <= scene.num_objects <= 5
+        assert generator.min_objects <= scene.num_objects <= generator.max_objects
         visible = scene.visible.sum(axis=(1, 2))
         area = scene.amodal.sum(axis=(1, 2))
         assert np.all(visible >= generator.min_visible_fraction * area) and np.all(visible > 0)
@@ -106,14 +110,41 @@ def test_layer_counts_spread_and_occlusions_are_common(scenes):
     for num_layers in (1, 2, 3, 4):
         assert counts[num_layers] >= 0.03 * NUM_SCENES, counts
     assert max(counts.values()) <= 0.6 * NUM_SCENES, counts
-    occluded = sum(bool(np.any(scene.visible != scene.amodal)) for scene in scenes)
-    assert occluded >= 0.8 * NUM_SCENES
+    # Scenes of one object cannot have an occlusion; most of the others do.
+    several = [scene for scene in scenes if scene.num_objects > 1]
+    occluded = sum(bool(np.any(scene.visible != scene.amodal)) for scene in several)
+    assert occluded >= 0.8 * len(several)
 
 
-def test_objects_get_distinct_colours(scenes):
-    # The median colours of the visible parts of two objects differ clearly in most scenes.
+def test_counts_sizes_and_border_cuts_cover_their_ranges(scenes):
+    generator = SceneGenerator(image_size=32)
+    counts = collections.Counter(scene.num_objects for scene in scenes)
+    assert set(counts) == set(range(generator.min_objects, generator.max_objects + 1)), counts
+    extents, areas, cut = [], [], 0
+    for scene in scenes:
+        for mask in scene.amodal:
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            extents.append(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+            areas.append(mask.sum())
+            cut += bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    extents, areas = np.array(extents), np.array(areas)
+    assert (extents > 16).mean() >= 0.05, "objects larger than half the image"
+    assert (areas <= 0.02 * 32 * 32).mean() >= 0.05, "tiny objects"
+    assert 0.15 <= cut / len(areas) <= 0.7, "objects cut by the image border"
+
+
+def test_every_style_is_drawn_about_equally_often(scenes):
+    counts = collections.Counter(scene.style for scene in scenes)
+    assert set(counts) == set(STYLE_NAMES)
+    assert min(counts.values()) >= NUM_SCENES / len(STYLE_NAMES) / 2, counts
+
+
+def test_objects_of_the_classic_style_get_distinct_colours():
+    # The median colours of the visible parts of two objects differ clearly in most scenes of the classic style.
+    generator = SceneGenerator(image_size=32, seed=3, styles=["classic"], min_objects=2)
     distinct = 0
-    for scene in scenes[:100]:
+    for index in range(100):
+        scene = generator.scene(index)
         colours = [np.median(scene.image[v], axis=0) for v in scene.visible]
         gaps = [np.abs(p - q).max() for i, p in enumerate(colours) for q in colours[i + 1 :]]
         distinct += min(gaps) > 20
@@ -121,8 +152,15 @@ def test_objects_get_distinct_colours(scenes):
 
 
 def test_max_layers_and_shape_options_are_honoured():
-    generator = SceneGenerator(image_size=24, max_layers=2, shapes=["ellipse"], textures=["solid"], seed=1)
-    assert all(generator.scene(i).num_layers <= 2 for i in range(60))
+    generator = SceneGenerator(
+        image_size=24, max_layers=2, shapes=["ellipse"], styles=["classic"], textures=["flat"], seed=1
+    )
+    scenes = [generator.scene(i) for i in range(60)]
+    assert all(scene.num_layers <= 2 and scene.style == "classic" for scene in scenes)
+    # Flat ellipses: one colour per object where nothing covers it (the classic style has no light, blur or noise).
+    for scene in scenes[:10]:
+        for visible in scene.visible:
+            assert len(np.unique(scene.image[visible], axis=0)) == 1
 
 
 def test_generation_speed_benchmark_runs():
@@ -136,14 +174,39 @@ def test_generation_speed_benchmark_runs():
     "kwargs,key",
     [
         ({"min_objects": 4, "max_objects": 2}, "min_objects"),
+        ({"max_objects": 0}, "max_objects"),
         ({"shapes": ["hexagram"]}, "shapes"),
+        ({"shapes": []}, "shapes"),
+        ({"styles": ["cartoon"]}, "styles"),
+        ({"styles": []}, "styles"),
+        ({"textures": ["marble"]}, "textures"),
+        ({"background_textures": ["marble"]}, "background_textures"),
+        ({"styles": ["photo"], "textures": ["flat"]}, "textures"),
         ({"min_visible_fraction": 0.0}, "min_visible_fraction"),
+        ({"overlap_bias": 1.5}, "overlap_bias"),
+        ({"border_bias": -0.1}, "border_bias"),
+        ({"blur_probability": 2}, "blur_probability"),
+        ({"blur_probability": "often"}, "blur_probability"),
+        ({"noise_probability": -1}, "noise_probability"),
+        ({"lighting": 1.2}, "lighting"),
+        ({"max_noise": 3}, "max_noise"),
+        ({"max_blur": -1}, "max_blur"),
+        ({"min_size": 0.5, "max_size": 0.2}, "min_size=0.5, max_size=0.2"),
+        ({"min_size": 0.0}, "min_size"),
+        ({"min_area": 1.0}, "min_area"),
         ({"image_size": 4}, "image_size"),
     ],
 )
 def test_bad_arguments_are_config_errors_naming_the_key(kwargs, key):
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError, match=key) as raised:
         SceneGenerator(**kwargs)
+    message = str(raised.value)
+    assert "\n" not in message and "expected" in message
+
+
+def test_a_single_name_is_a_list_of_one():
+    generator = SceneGenerator(image_size=16, styles="flat", shapes="ring")
+    assert generator.style_names == ("flat",) and generator.shapes == ("ring",)
 
 
 def test_whole_objects_are_the_image_where_visible_and_exactly_their_amodal_mask(scenes):

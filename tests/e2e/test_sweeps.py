@@ -100,16 +100,16 @@ def test_optuna_search_runs_trials_and_optimises_the_returned_metric(tmp_path):
 def test_a_failing_job_is_one_line_and_does_not_stop_the_other_jobs(tmp_path):
     # Job 0 gets an impossible value; job 1 must still train, and the sweep must end in one line, not a traceback.
     result = run_train(
-        ["-m", "data.synthetic.max_objects=1,3", *TINY_JOB, "logger=csv", RECORD_RETURNS],
+        ["-m", "data.synthetic.max_objects=0,3", *TINY_JOB, "logger=csv", RECORD_RETURNS],
         tmp_path,
         WANDB_MODE="disabled",
         HYDRA_FULL_ERROR="",
     )
     assert result.returncode != 0, "a sweep with a failed job must not look successful"
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    message = "data.synthetic: min_objects=2, max_objects=1: expected 1 <= min <= max"
+    message = "data.synthetic: min_objects=1, max_objects=0: expected 1 <= min <= max"
     assert f"error: {message}" in result.stdout, "the failed job logs its one-line error (Hydra logs to stdout)"
-    assert f"data.synthetic.max_objects=1', {TINY_JOB[0]!r}" in result.stderr, "the sweep names the failed job"
+    assert f"data.synthetic.max_objects=0', {TINY_JOB[0]!r}" in result.stderr, "the sweep names the failed job"
     assert message in result.stderr.strip().splitlines()[-3:], "the sweep ends on the one-line error"
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
     assert json.loads((sweep / "0" / "returned.json").read_text()) == "failed"
@@ -121,9 +121,9 @@ def test_a_failing_job_is_one_line_and_does_not_stop_the_other_jobs(tmp_path):
 @pytest.mark.slow
 def test_optuna_search_records_a_failed_trial_and_goes_on(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='the Optuna sweeper: pip install -e ".[sweep]"')
-    # max_objects=1 is impossible (min_objects is 2); with the config's sampler seed, trials 0 and 2 draw it.
+    # max_objects=0 is impossible (min_objects is 1); with the config's sampler seed, trials 0 and 2 draw it.
     result = run_train(
-        ["-m", "+hparams_search=optuna", "hydra.sweeper.n_trials=3", "data.synthetic.max_objects=choice(1,3)"]
+        ["-m", "+hparams_search=optuna", "hydra.sweeper.n_trials=3", "data.synthetic.max_objects=choice(0,3)"]
         + [*TINY_JOB, "logger=csv"],
         tmp_path,
         WANDB_MODE="disabled",
@@ -132,8 +132,8 @@ def test_optuna_search_records_a_failed_trial_and_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
     drawn = [yaml.safe_load((sweep / str(n) / ".hydra" / "overrides.yaml").read_text()) for n in range(3)]
-    failed = [n for n in range(3) if "data.synthetic.max_objects=1" in drawn[n]]
+    failed = [n for n in range(3) if "data.synthetic.max_objects=0" in drawn[n]]
     assert failed and len(failed) < 3, f"the seeded draws changed: {drawn}"
-    assert result.stdout.count("Failed experiment: data.synthetic: min_objects=2, max_objects=1") == len(failed)
+    assert result.stdout.count("Failed experiment: data.synthetic: min_objects=1, max_objects=0") == len(failed)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"]["data.synthetic.max_objects"] == 3, "the study goes on to the trials that work"
