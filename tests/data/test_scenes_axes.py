@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from amodal_lightning.data.record import LayeredImage
+from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, assign_layers, visible_masks
 from amodal_lightning.data.shapes import SHAPES
 from amodal_lightning.data.styles import STYLE_NAMES, STYLES
@@ -43,7 +43,7 @@ def assert_invariants(scene) -> None:
         assert not whole[obj, ..., :3][~scene.amodal[obj]].any()
         assert np.array_equal(whole[obj, ..., :3][scene.visible[obj]], scene.image[scene.visible[obj]])
     # And the record built from it agrees.
-    record = LayeredImage.from_scene("s", scene)
+    record = ImageRecord.from_scene("s", scene)
     assert np.array_equal(record.layers, scene.layer_masks()) and np.array_equal(record.whole, scene.whole)
 
 

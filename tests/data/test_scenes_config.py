@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from amodal_lightning.data.datamodule import SPLITS, SYNTHETIC_DEFAULTS, SYNTHETIC_SPLIT_STRIDE
 from amodal_lightning.data.scenes import SceneGenerator
+from amodal_lightning.data.sources.base import SPLITS
+from amodal_lightning.data.sources.scenes import DEFAULT_SPLIT_SIZES, SPLIT_STRIDE
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.run.config import compose, config_dir, instantiate_at, resolve_model_inputs, resolve_task
 
@@ -17,7 +18,7 @@ SIZE = 16
 
 def test_the_data_config_lists_every_generator_argument_with_its_default():
     listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "synthetic.yaml"))["synthetic"]
-    listed = {key: value for key, value in listed.items() if key not in SYNTHETIC_DEFAULTS}
+    listed = {key: value for key, value in listed.items() if key not in DEFAULT_SPLIT_SIZES}
     defaults = {
         name: list(p.default) if isinstance(p.default, tuple) else p.default
         for name, p in inspect.signature(SceneGenerator).parameters.items()
@@ -30,7 +31,7 @@ def data_module(*overrides: str):
     cfg = compose("train", [*overrides, "paths.output_dir=.", f"model.image_size={SIZE}"])
     resolve_task(cfg)
     resolve_model_inputs(cfg)
-    return instantiate_at(cfg, "data")
+    return instantiate_at(cfg, "data", _recursive_=False)
 
 
 def test_styles_and_every_other_key_reach_the_generator():
@@ -42,8 +43,8 @@ def test_styles_and_every_other_key_reach_the_generator():
         "data.synthetic.max_noise=0.0",
     )
     expected = SceneGenerator(image_size=SIZE, styles=["flat", "photo"], shapes=["ring"], max_objects=2, max_noise=0.0)
-    test = datamodule.scenes("test")
-    offset = SPLITS.index("test") * SYNTHETIC_SPLIT_STRIDE
+    test = datamodule.images("test")
+    offset = SPLITS.index("test") * SPLIT_STRIDE
     assert len(test) == 3
     for i in range(3):
         scene = expected.scene(offset + i)
