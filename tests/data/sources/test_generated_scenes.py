@@ -51,7 +51,7 @@ def test_every_generator_keyword_is_passed_through_and_others_refused():
     assert one_shape.generator.shapes == ("rectangle",) and one_shape.images("train", None)[0].num_objects == 1
     with pytest.raises(ConfigError, match=r"^synthetic.colour: unknown key; expected one of \[.*'seed'"):
         source(colour="red")
-    with pytest.raises(ConfigError, match=r"^synthetic: min_objects=9, max_objects=5"):
+    with pytest.raises(ConfigError, match=r"^synthetic: min_objects=9, max_objects=6"):
         source(min_objects=9)
     with pytest.raises(ConfigError, match=r"^synthetic.num_val=-1: expected 0 <= value"):
         source(num_val=-1)
