@@ -14,20 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from full_mask_checkpoints import build_checkpoint
 from PIL import Image
 
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.inference.loading import HPARAMS_KEY
-from amodal_lightning.models.module import AmodalDiffusionModule
-from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
-from amodal_lightning.run.config import (
-    TARGET_KEY,
-    compose,
-    instantiate_at,
-    resolve_model_inputs,
-    resolve_task,
-    to_container,
-)
+from amodal_lightning.run.config import compose, instantiate_at, resolve_model_inputs, resolve_task, to_container
 
 gradio_client = pytest.importorskip(
     "gradio_client", reason="the demo extra is not installed (pip install -e '.[demo]')"
@@ -45,25 +36,6 @@ HOST = "127.0.0.1"
 # Cheap sampling: two members of two steps, at most two layers, two scenes on the page.
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "scenes=2", "device=cpu"]
 GREY_MAX = 255
-
-
-def build_checkpoint(path: Path, task: str) -> Path:
-    """An untrained checkpoint of ``task`` (the default network) whose every sample is a full mask: the network's
-    zero-initialised last layer gets a positive bias on the mask channel, so what it predicts is known."""
-    cfg = compose("train", [f"paths.output_dir={path.parent}", f"task={task}"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
-    hparams = to_container(cfg.model.module)
-    hparams.pop(TARGET_KEY)
-    module = AmodalDiffusionModule(**hparams)
-    area = module.net.patch_size**2  # output channel c is channels c*area..(c+1)*area before the pixel shuffle
-    mask = module.task.target_channels - 1  # the mask is the last target channel (after RGB for task=gestalt)
-    with torch.no_grad():
-        # The clean mask it predicts: 1 (foreground) in the symmetric convention; RGB stays 0 (neutral grey).
-        module.net.out[-1].bias[mask * area : (mask + 1) * area] = 1.0
-    checkpoint = {STATE_DICT_KEY: module.state_dict(), HPARAMS_KEY: dict(module.hparams)}
-    torch.save({**checkpoint, RUN_CONFIG_KEY: to_container(cfg)}, path)
-    return path
 
 
 def any_free_port() -> int:
