@@ -124,8 +124,8 @@ class Inference(ABC):
         :meth:`object_completion`) where given. A kind whose outputs are not split into objects raises a one-line
         :class:`ConfigError` starting with ``key``, the setting that asked for it."""
         raise ConfigError(
-            f"{key}: a {self.module.task.name} model, whose outputs are {self.kind}, finds no objects in an image; "
-            "that needs a model whose outputs are layers (task=layers)"
+            f"{key}: a model of task={self.module.task.name}, whose outputs are {self.kind}, finds no objects in an "
+            "image; that needs a model whose outputs are layers (task=layers)"
         )
 
     def object_completion(self, key: str = "ckpt_path"):
@@ -134,8 +134,8 @@ class Inference(ABC):
         that completes none raises a one-line :class:`ConfigError` starting with ``key``, the setting that named
         this model."""
         raise ConfigError(
-            f"{key}: a {self.module.task.name} model, whose outputs are {self.kind}, completes no visible masks; that "
-            "needs a per-object model (task=instance or task=gestalt)"
+            f"{key}: a model of task={self.module.task.name}, whose outputs are {self.kind}, completes no visible "
+            "masks; that needs a per-object model (task=instance or task=gestalt)"
         )
 
 
