@@ -133,3 +133,17 @@ def test_the_true_layers_of_generated_scenes_split_into_their_objects_and_score_
     objects = truth.counts["annotations"]
     assert objects - 5 <= len(results) < objects  # a few touching pairs merged, nothing else lost
     assert 0.85 < report.rows[AMODAL]["AP"] < 1.0 and report.rows[HIDDEN]["AP"] > 0.85
+
+
+def test_the_config_group_lists_every_setting_at_its_default():
+    """conf/instance_split/default.yaml, which predict, evaluate and the demo compose, says what InstanceSettings
+    defaults to: the settings have one set of defaults, whichever way they are built."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from amodal_lightning.run.config import config_dir
+
+    listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "instance_split" / "default.yaml"))
+    assert set(listed) == {f.name for f in fields(InstanceSettings)}
+    assert InstanceSettings.from_mapping(listed) == InstanceSettings()
