@@ -276,6 +276,12 @@ INSTANCE_CASES = [
         "{detections_missing_image}: entry 0 (image 'absent'): no image file named absent",
     ),
     (
+        "predict-detections-images-missing",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections}", "images={missing}"],
+        "{missing}: images folder does not exist",
+    ),
+    (
         "evaluate-refine-with-a-layer-model",
         "evaluate",
         ["ckpt_path={ckpt}", "data=synthetic", "refine_ckpt={ckpt}"],
