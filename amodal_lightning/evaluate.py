@@ -6,6 +6,12 @@ over the split, its images at their own resolution (generated scenes are made at
 metrics table with its reference rows, and write ``metrics.json``, one row per image or per object
 (``per_image.csv`` for the layer task, ``per_object.csv`` for the per-object tasks) and, where the task's outputs
 are objects, ``results.json`` (the predictions as a results file ``score`` reads).
+
+Where the evaluator's predictions can be split into objects (a layer model's) and the images' objects are known,
+the found objects are also scored by COCO mask AP (``instances=true``, the default; how layers become objects is
+``instance_split.*``), beside the reference rows and, with ``refine_ckpt``, completed by a per-object model
+(:mod:`~amodal_lightning.inference.instance_ap_evaluation`): the table is printed, the reports go to
+``metrics.json`` under ``instances``, and the ground truth and each set's COCO results to ``instances/``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from amodal_lightning.data.sources.base import source_from_config
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.base import REFERENCE_MODEL
 from amodal_lightning.inference.evaluation import write_rows
-from amodal_lightning.inference.loading import load_for_inference, resolve_device
+from amodal_lightning.inference.instance_ap_evaluation import INSTANCES_FOLDER
+from amodal_lightning.inference.layer_instances import SETTINGS_KEY, InstanceSettings
+from amodal_lightning.inference.loading import load_for_inference, load_object_completion, resolve_device
 from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import to_container, user_errors_as_one_line
@@ -102,11 +110,14 @@ def evaluate(cfg: DictConfig) -> dict:
     if not any(evaluator.scores(collection, i) for i in range(count)):
         raise DataError(f"{where}: no image with {evaluator.needs} to evaluate a {task.name} model on")
     reference = _reference(cfg.get("reference_ckpt"), device, settings, evaluator, collection, count)
+    instances = _instance_scorer(cfg, evaluator, device, settings)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     # The same noise as the model's: a model evaluated against itself gives its own row.
     reference_generator = torch.Generator().manual_seed(int(cfg.seed))
+    # The completion of found objects draws its own noise: the layer rows are the same with refine_ckpt or without.
+    instance_generator = torch.Generator().manual_seed(int(cfg.seed))
     log.info("Evaluating %d image(s) of split %s on %s", count, cfg.split, inference.device)
     rows, results = [], None
     for evaluated in evaluator.updates(collection, generator, count=count):
@@ -116,10 +127,19 @@ def evaluate(cfg: DictConfig) -> dict:
             results = (results or []) + batch_results
         if reference is not None:
             reference.update(evaluated.images, reference_generator)
+        if instances is not None:
+            instances.update(evaluated, instance_generator)
     metrics = evaluator.compute()
     if reference is not None:
         metrics[REFERENCE_MODEL] = reference.compute()[reference.read_out]
     print(evaluator.table(metrics))
+    found = None
+    if instances is not None and instances.images:
+        reports = instances.compute()
+        print(instances.table(reports))
+        found = {**instances.as_dict(reports), "files": str(instances.write(output / INSTANCES_FOLDER))}
+    elif instances is not None:
+        log.info("No evaluated image has known objects (amodal and visible masks): no instance AP")
     if results is not None:
         write_results(results, output / RESULTS_FILE)
     rows_file = output / ROWS_FILE.format(unit=evaluator.unit)
@@ -133,6 +153,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "teacher_forced": evaluator.teacher_forced,
         "seed": int(cfg.seed),
         "metrics": metrics,
+        **({} if found is None else {"instances": found}),
         "seconds": round(time.perf_counter() - started, 3),
     }
     (output / METRICS_FILE).write_text(json.dumps(report, indent=2))
@@ -156,6 +177,29 @@ def _reference(path, device, settings, evaluator, collection: ImageCollection, c
             f"row needs a model whose outputs are {evaluator.kind}, as ckpt_path's are"
         )
     return reference_evaluator
+
+
+def _instance_scorer(cfg: DictConfig, evaluator, device, settings):
+    """What scores the objects found in the evaluator's predictions by COCO AP (``instances=true``, split by
+    ``instance_split.*``, completed by the ``refine_ckpt`` model where given), or None: not asked, or the
+    evaluator's outputs are not split into objects. A ``refine_ckpt`` nothing would use is one line."""
+    refine = cfg.get("refine_ckpt")
+    if not cfg.get("instances", False):
+        if refine is not None:
+            raise ConfigError(f"refine_ckpt={refine}: completes the objects instances=true finds; add instances=true")
+        return None
+    split = InstanceSettings.from_mapping(to_container(cfg[SETTINGS_KEY]), key=SETTINGS_KEY)
+    scorer = evaluator.instance_scorer(split)
+    if scorer is None:
+        if refine is not None:
+            raise ConfigError(
+                f"refine_ckpt={refine}: completes the objects a layer model finds, but ckpt_path's outputs are "
+                f"{evaluator.kind}"
+            )
+        return None
+    if refine is None:
+        return scorer
+    return evaluator.instance_scorer(split, load_object_completion(refine, device, settings))
 
 
 @entry_point("evaluate")

@@ -43,7 +43,7 @@ REQUIRED_KEYS = ("image_id", "segmentation")
 @dataclass(frozen=True)
 class ImageDetections:
     """The detections of one image, in file order: ``entries`` their positions in the file, ``segmentations`` their
-    visible masks as compressed RLE of the image's ``height`` x ``width``, ``scores`` float32 (N,) and
+    visible masks as compressed RLE of the image's ``height`` x ``width``, ``scores`` float64 (N,) (as given) and
     ``categories`` int64 (N,)."""
 
     image_id: Any
@@ -234,7 +234,7 @@ def read_detections(
             width=group["size"][1],
             entries=tuple(row[0] for row in group["rows"]),
             segmentations=tuple(row[1] for row in group["rows"]),
-            scores=np.array([row[2] for row in group["rows"]], dtype=np.float32),
+            scores=np.array([row[2] for row in group["rows"]], dtype=np.float64),
             categories=np.array([row[3] for row in group["rows"]], dtype=np.int64),
         )
         for group in grouped.values()

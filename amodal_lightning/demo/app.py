@@ -3,7 +3,8 @@
 The page keeps the picked image and the marks' label map (:mod:`~amodal_lightning.demo.inputs`) in two hidden
 image components, so every step is also an API endpoint of the page's own client API (``gradio_client``):
 ``/complete`` takes an image and a mask (binary: one object; grey levels: one object each) and returns the overlay,
-the masks, the samples, the whole-object samples and a line of text. A mistake (an image that cannot be decoded,
+the masks, the samples, the whole-object samples and a line of text; ``/find`` takes an image alone and returns the
+same for the objects a layer model finds in it, each with its score. A mistake (an image that cannot be decoded,
 nothing marked) is one message on the page, never a traceback.
 """
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 TITLE = "amodal_lightning demo"
 NEW_OBJECT, ADD_TO_LAST = "a new object", "added to the last object"
+# The button that finds the image's objects without marks (a layer model's).
+FIND_ACTION = "Find objects"
 # Masks are drawn in one fixed, visible colour; only where it is painted matters.
 BRUSH_COLOUR = "#ff00ff"
 # The brush's diameter in canvas pixels: the canvas is the enlarged marked image (inputs.VIEW_SIDE), so about 2 px
@@ -165,6 +168,12 @@ def build_app(
         return marked(image, inputs.empty_marks(image))
 
     @_user_errors
+    def on_find(image):
+        result = model.find(inputs.check_image(image))
+        whole = gr.Gallery(value=result.whole or None, visible=bool(result.whole))
+        return result.overlay, result.masks, result.samples, whole, result.message
+
+    @_user_errors
     def on_complete(image, marks):
         image = inputs.check_image(image)
         visible = inputs.visible_masks(inputs.check_marks(marks, image))
@@ -189,6 +198,7 @@ def build_app(
         gr.Markdown(
             f"## {title}\n`{source}`: a **{model.task_name}** model on `{model.device}`; it {wording.does}. Pick an "
             "image, mark objects by clicking on their visible regions or by drawing, then complete them."
+            + (" Or find its objects: no marks, each found object drawn with its score." if model.finds_objects else "")
         )
         picked = gr.Image(start.get("picked"), visible=False, type="numpy", image_mode="RGB", format=IMAGE_FORMAT)
         marks = gr.Image(start.get("marks"), visible=False, type="numpy", image_mode="L", format=IMAGE_FORMAT)
@@ -234,7 +244,9 @@ def build_app(
                     elem_classes=PIXELATED,
                 )
                 add_drawn = gr.Button("Add the painted mask")
-        run = gr.Button(wording.action, variant="primary")
+        with gr.Row():
+            run = gr.Button(wording.action, variant="primary")
+            find = gr.Button(FIND_ACTION, visible=model.finds_objects)
         status = gr.Markdown(start.get("status"), elem_id="status")
         with gr.Row():
             overlay = gr.Image(
@@ -284,6 +296,7 @@ def build_app(
         undo.click(on_undo, inputs=[picked, marks], outputs=marked_outputs, api_name="undo")
         clear.click(on_clear, inputs=picked, outputs=marked_outputs, api_name="clear")
         run.click(on_complete, inputs=[picked, marks], outputs=results, api_name="complete")
+        find.click(on_find, inputs=picked, outputs=results, api_name="find")
     return app
 
 

@@ -10,6 +10,12 @@ only, so none of them asks which task a model has. The kinds of output so far:
 ``objects``  each object's amodal mask (and appearance) from its visible mask
              (:class:`~amodal_lightning.inference.instance.InstanceInference`,
              :class:`~amodal_lightning.inference.instance_evaluation.InstanceEvaluator`)
+
+Two capabilities belong to a kind of output, not to every one: finding the objects of a whole image
+(:meth:`Inference.instance_finder`; layers split into their parts) and completing given visible masks
+(:meth:`Inference.object_completion`; the per-object models). A kind without one says so in one line, which the
+commands pass on; the evaluator of a kind whose objects can be found also scores them by COCO AP
+(:meth:`Evaluator.instance_scorer`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from PIL import Image
 
 from amodal_lightning.data.record import ImageRecord
+from amodal_lightning.errors import ConfigError
 
 # A picture the demo shows (uint8, at the image's resolution) and its caption.
 Picture = tuple[np.ndarray, str]
@@ -35,11 +42,13 @@ REFERENCE_MODEL = "reference_model"
 @dataclass
 class FolderPredictions:
     """What predicting a folder did: one summary entry per image written, one failure per image that could not be
-    read (``image_id``, ``path``, ``error``), and how many images the folder has."""
+    read (``image_id``, ``path``, ``error``), how many images the folder has, and the results file written for the
+    whole input (COCO results of found objects), if any."""
 
     entries: list[dict]
     failures: list[dict]
     total: int
+    results: Path | None = None
 
 
 @dataclass
@@ -107,6 +116,27 @@ class Inference(ABC):
     ) -> Completion:
         """The demo's pictures of ``image`` uint8 (H,W,3) with marked objects' visible masks bool (N,H,W), showing
         at most ``samples_shown`` members of each prediction."""
+
+    def instance_finder(self, settings, completion=None, key: str = "instances"):
+        """What finds the objects of whole images from this model's outputs
+        (:class:`~amodal_lightning.inference.found_instances.InstanceFinder`), split by ``settings``
+        (:class:`~amodal_lightning.inference.layer_instances.InstanceSettings`) and completed by ``completion`` (an
+        :meth:`object_completion`) where given. A kind whose outputs are not split into objects raises a one-line
+        :class:`ConfigError` starting with ``key``, the setting that asked for it."""
+        raise ConfigError(
+            f"{key}: a model of task={self.module.task.name}, whose outputs are {self.kind}, finds no objects in an "
+            "image; that needs a model whose outputs are layers (task=layers)"
+        )
+
+    def object_completion(self, key: str = "ckpt_path"):
+        """What completes given visible masks of whole images into amodal masks: an inference with
+        ``predict(records, generator)`` (:class:`~amodal_lightning.inference.instance.InstanceInference`). A kind
+        that completes none raises a one-line :class:`ConfigError` starting with ``key``, the setting that named
+        this model."""
+        raise ConfigError(
+            f"{key}: a model of task={self.module.task.name}, whose outputs are {self.kind}, completes no visible "
+            "masks; that needs a per-object model (task=instance or task=gestalt)"
+        )
 
 
 @dataclass
@@ -178,6 +208,12 @@ class Evaluator(ABC):
     def results(self, evaluated: EvaluatedImages) -> list[dict] | None:
         """The predictions as entries of a results file ``score`` reads (COCO-style); None: this kind writes
         none."""
+        return None
+
+    def instance_scorer(self, settings, completion=None):
+        """What scores the objects found in this evaluator's predictions by COCO AP, beside the reference rows
+        (:class:`~amodal_lightning.inference.instance_ap_evaluation.InstanceAPScorer`), split by ``settings`` and
+        completed by ``completion`` where given; None: this kind's outputs are not split into objects."""
         return None
 
     @abstractmethod

@@ -11,8 +11,10 @@ and accumulates :class:`~amodal_lightning.metrics.layers.LayerMetrics` for four 
                      it scores 0 on hidden parts (only over images whose visible masks are known)
 
 A model's numbers are only read beside the two reference rows. The training panel callback and ``evaluate`` share
-it (the evaluator of the layer task, :class:`~amodal_lightning.inference.base.Evaluator`). This module also holds
-the plain-text table and CSV writers every evaluator's rows go through.
+it (the evaluator of the layer task, :class:`~amodal_lightning.inference.base.Evaluator`); ``evaluate`` also scores
+the objects found in its predictions by COCO AP (:meth:`LayerEvaluator.instance_scorer`,
+:mod:`~amodal_lightning.inference.instance_ap_evaluation`). This module also holds the plain-text table and CSV
+writers every evaluator's rows go through.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image
 
 from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.base import REFERENCE_MODEL, EvaluatedImages, Evaluator
+from amodal_lightning.inference.instance_ap_evaluation import InstanceAPScorer
 from amodal_lightning.inference.render import render_panel
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data, masks_to_model
 from amodal_lightning.masks import union_by_layer
@@ -196,6 +199,11 @@ class LayerEvaluator(Evaluator):
                 )
             )
         return results
+
+    def instance_scorer(self, settings, completion=None) -> InstanceAPScorer:
+        """The objects found in the sequential predictions (their layers split by ``settings``, completed by
+        ``completion`` where given), scored by COCO AP beside the reference rows."""
+        return InstanceAPScorer(self.inference.instance_finder(settings, completion))
 
     def compute(self) -> dict[str, dict[str, float]]:
         """Metrics of every row (synced across processes when several run); a row over no image is empty."""

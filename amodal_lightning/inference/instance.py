@@ -164,6 +164,10 @@ class InstanceInference(Inference):
         whole = None if appearance is None else read_out_whole(appearance, members, vote)
         return ObjectPrediction(image.image_id, vote, members, uncertainty, boxes, appearance, whole)
 
+    def object_completion(self, key: str = "ckpt_path") -> InstanceInference:
+        """This inference: it completes given visible masks (:meth:`predict`)."""
+        return self
+
     def predict_folder(self, folder: Path, output: Path, generator: torch.Generator | None = None) -> FolderPredictions:
         """Every object of a per-object root: its amodal mask, hidden part and uncertainty (and appearance) files
         (:mod:`~amodal_lightning.inference.object_outputs`)."""

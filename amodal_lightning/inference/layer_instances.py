@@ -39,6 +39,8 @@ AGREEMENT, DEPTH, SIZE = "agreement", "depth", "size"
 SCORE_TERMS = (AGREEMENT, DEPTH, SIZE)
 # scipy's structuring elements: 4-connected (edges) and 8-connected (edges and corners).
 STRUCTURES = {4: ndimage.generate_binary_structure(2, 1), 8: ndimage.generate_binary_structure(2, 2)}
+# The config key the settings are read from (conf/instance_split/default.yaml), named in errors.
+SETTINGS_KEY = "instance_split"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class InstanceSettings:
     score_terms: tuple[str, ...] = (AGREEMENT, DEPTH)
     depth_factor: float = 0.9
 
-    def check(self, key: str = "instances") -> None:
+    def check(self, key: str = SETTINGS_KEY) -> None:
         """Raise a one-line :class:`ConfigError` naming ``key.<setting>`` for a value out of range."""
         if self.connectivity not in CONNECTIVITIES:
             raise ConfigError(f"{key}.connectivity={self.connectivity}: expected one of {list(CONNECTIVITIES)}")
@@ -72,7 +74,7 @@ class InstanceSettings:
             raise ConfigError(f"{key}.depth_factor={self.depth_factor}: expected a value in (0, 1]")
 
     @classmethod
-    def from_mapping(cls, settings: Mapping | None, key: str = "instances") -> InstanceSettings:
+    def from_mapping(cls, settings: Mapping | None, key: str = SETTINGS_KEY) -> InstanceSettings:
         """Settings from a config mapping (unknown keys are an error), checked."""
         settings = dict(settings or {})
         known = {f.name for f in fields(cls)}

@@ -3,9 +3,9 @@
 :class:`LayerInference` resizes each image to the model's size, predicts its layers one after another with
 :class:`~amodal_lightning.inference.sequential.SequentialInference`, and maps them back to the image's resolution
 (:mod:`~amodal_lightning.inference.resolution`). It is what ``predict`` writes (:mod:`.outputs`), what the layer
-evaluator scores (:mod:`.evaluation`) and what the demo shows: the layers, each layer's members drawn again given the
-predicted layers in front of it, and a marked object's part of the layer that covers most of its mark
-(:func:`~amodal_lightning.inference.render.layer_pictures`).
+evaluator scores (:mod:`.evaluation`), what finds the objects of an image (:mod:`.found_instances`) and what the
+demo shows: the layers, each layer's members drawn again given the predicted layers in front of it, and a marked
+object's part of the layer that covers most of its mark (:func:`~amodal_lightning.inference.render.layer_pictures`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from amodal_lightning.batch import IMAGE, OCCLUSION
 from amodal_lightning.inference.base import Completion, FolderPredictions, Inference, Wording
+from amodal_lightning.inference.found_instances import InstanceFinder
 from amodal_lightning.inference.members import sample_members
 from amodal_lightning.inference.outputs import predict_image_folder
 from amodal_lightning.inference.render import layer_pictures
@@ -81,6 +82,11 @@ class LayerInference(Inference):
         """Every image of a folder of images (or SAS inference folders): its layers' files
         (:mod:`~amodal_lightning.inference.outputs`)."""
         return predict_image_folder(self, folder, output, generator)
+
+    def instance_finder(self, settings, completion=None, key: str = "instances") -> InstanceFinder:
+        """The objects of whole images as the connected parts of their predicted layers, completed by
+        ``completion`` where given (:class:`~amodal_lightning.inference.found_instances.InstanceFinder`)."""
+        return InstanceFinder(self, settings, completion)
 
     def complete(
         self, image: np.ndarray, visible: np.ndarray, samples_shown: int, generator: torch.Generator | None = None

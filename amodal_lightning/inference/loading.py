@@ -69,3 +69,12 @@ def load_for_inference(ckpt_path: str | Path, device: torch.device) -> LoadedMod
     run_config = checkpoint.get(RUN_CONFIG_KEY) or {}
     image_size = int(run_config.get("model", {}).get("image_size") or model_image_size(module))
     return LoadedModel(module=module.eval().to(device), run_config=run_config, image_size=image_size, path=path)
+
+
+def load_object_completion(ckpt_path: str | Path, device: torch.device, settings, key: str = "refine_ckpt"):
+    """The inference of checkpoint ``ckpt_path`` that completes given visible masks (a per-object model's), sampling
+    as ``settings`` say; a model that completes none is a one-line ConfigError naming ``key`` (the setting that named
+    the file)."""
+    loaded = load_for_inference(ckpt_path, device)
+    inference = loaded.module.task.inference(loaded.module, settings, loaded.image_size)
+    return inference.object_completion(f"{key}={ckpt_path}")

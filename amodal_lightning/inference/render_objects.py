@@ -1,5 +1,6 @@
 """Pictures of per-object predictions: the panel of the training callback, the overlay that ``predict`` writes
-beside each image's object masks, and the demo's pictures of a per-object prediction (:func:`object_pictures`)."""
+beside each image's object masks, the demo's pictures of a per-object prediction (:func:`object_pictures`) and of
+the objects found in an image, each with its score (:func:`found_pictures`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ TITLE_COLOUR = (230, 230, 230)
 COLUMNS = ("image crop", "visible", "predicted", "true amodal", "uncertainty")
 
 
+# The found objects' overlay is enlarged to about this side, an integer factor, so that their scores are legible.
+LABELLED_SIDE = 320
+LABEL_COLOUR = (255, 255, 255)
+LABEL_BACKGROUND = (0, 0, 0)
+LABEL_PADDING = 1
 SAMPLE_TITLE = "sample {i}"
 WHOLE_TRUTH_TITLE = "true whole"
 
@@ -155,3 +161,52 @@ def object_pictures(
             for m in range(min(samples_shown, len(appearance))):
                 whole.append((rgba_picture(appearance[m, i], members[m, i]), f"object {i + 1}: whole sample {m + 1}"))
     return np.asarray(object_overlay(image, amodal, visible)), masks, samples, whole
+
+
+def labelled_overlay(image: np.ndarray, amodal: np.ndarray, visible: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """:func:`object_overlay` enlarged by an integer factor to about :data:`LABELLED_SIDE` pixels (each pixel a
+    square), each object's label written centred on the pixel of its visible part (of its amodal mask where nothing
+    of it is visible) nearest the part's centre; uint8 (H',W',3)."""
+    scale = max(1, LABELLED_SIDE // max(image.shape[:2]))
+    picture = object_overlay(image, amodal, visible)
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(picture)
+    for label, shown, whole in zip(labels, visible, amodal):
+        rows, cols = np.nonzero(shown if shown.any() else whole)
+        if not len(rows):
+            continue
+        nearest = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+        centre = ((cols[nearest] + 0.5) * scale, (rows[nearest] + 0.5) * scale)
+        box = draw.textbbox(centre, label, anchor="mm")
+        draw.rectangle([box[0] - LABEL_PADDING, box[1] - LABEL_PADDING, box[2], box[3]], fill=LABEL_BACKGROUND)
+        draw.text(centre, label, fill=LABEL_COLOUR, anchor="mm")
+    return np.asarray(picture)
+
+
+def found_caption(n: int, details: dict) -> str:
+    """The caption of found object ``n`` (from 0) of :meth:`~amodal_lightning.inference.found_instances.
+    ImageInstances.details`: its layer, score and pixels, and whether a per-object model completed it."""
+    where = "" if details["layer"] is None else f"layer {details['layer']}, "
+    completed = ", completed" if details["completed"] else ""
+    return (
+        f"object {n + 1}: {where}score {details['score']:.2f}, {details['amodal_pixels']} px "
+        f"({details['hidden_pixels']} hidden){completed}"
+    )
+
+
+def found_pictures(found) -> tuple[np.ndarray, list[Picture], list[Picture], list[Picture]]:
+    """The overlay (enlarged, each object's score written on it), masks, uncertainty maps and whole-object pictures
+    of the objects found in one image (:class:`~amodal_lightning.inference.found_instances.ImageInstances`)."""
+    details = found.details()
+    labels = [f"{n + 1}: {d['score']:.2f}" for n, d in enumerate(details)]
+    overlay = labelled_overlay(found.image, found.amodal, found.visible, labels)
+    masks = [(mask_picture(found.amodal[n]), found_caption(n, d)) for n, d in enumerate(details)]
+    samples = [(uncertainty_cell(found.uncertainty[n]), f"object {n + 1}: uncertainty") for n in range(len(details))]
+    whole = []
+    if found.whole is not None:
+        whole = [
+            (np.asarray(found.whole[n], dtype=np.uint8), f"object {n + 1}: whole object")
+            for n in range(len(details))
+            if found.completed[n]
+        ]
+    return overlay, masks, samples, whole

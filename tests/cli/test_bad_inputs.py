@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from full_mask_checkpoints import build_checkpoint
 from PIL import Image
 
 from amodal_lightning.compat.sas import unet_kwargs_from_sas_flags
 from amodal_lightning.convert_sas import convert
+from amodal_lightning.data.coco_export import encode_mask
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.models.unet import UNetModel
 
@@ -129,6 +131,22 @@ def write_inputs(root: Path) -> dict[str, Path]:
     paths["a_file"] = root / "notes.txt"
     paths["a_file"].write_text("not a folder")
 
+    # A per-object checkpoint and detections files, good and bad, of the images folder.
+    paths["object_ckpt"] = build_checkpoint(root / "ckpts" / "instance.ckpt", "instance")
+    full = encode_mask(np.ones((IMAGE_SIZE, IMAGE_SIZE), dtype=bool))
+    half = encode_mask(np.ones((IMAGE_SIZE // 2, IMAGE_SIZE // 2), dtype=bool))
+    detections = {
+        "detections": [{"image_id": "good", "segmentation": full, "score": 0.9}],
+        "detections_not_a_list": {"image_id": "good", "segmentation": full},
+        "detections_wrong_size": [{"image_id": "good", "segmentation": half}],
+        "detections_missing_image": [{"image_id": "absent", "segmentation": full}],
+    }
+    for name, content in detections.items():
+        paths[name] = root / f"{name}.json"
+        paths[name].write_text(json.dumps(content))
+    paths["detections_not_json"] = root / "detections_not_json.json"
+    paths["detections_not_json"].write_text('[{"image_id": "good",')
+
     # A valid SAS root, then copies each broken in one way.
     sas_root = root / "sas_root"
     write_sas_dataset(sas_root, SceneGenerator(image_size=IMAGE_SIZE), range(2))
@@ -195,6 +213,81 @@ PREDICT_CASES = [
     ("predict-no-cuda", "predict", ["ckpt_path={ckpt}", "input={images}", "device=cuda:7"], "device="),
     ("predict-ckpt-required", "predict", ["input={images}"], "ckpt_path"),
 ]
+# Found objects and detections: the wrong kind of checkpoint, and detections files that cannot be completed.
+INSTANCE_CASES = [
+    (
+        "predict-instances-of-an-object-model",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={images}", "instances=true"],
+        "instances=true (ckpt_path={object_ckpt}): a model of task=instance, whose outputs are objects, finds no",
+    ),
+    (
+        "predict-refine-with-a-layer-model",
+        "predict",
+        ["ckpt_path={ckpt}", "input={images}", "instances=true", "refine_ckpt={ckpt}"],
+        "refine_ckpt={ckpt}: a model of task=layers, whose outputs are layers, completes no visible masks",
+    ),
+    (
+        "predict-refine-without-instances",
+        "predict",
+        ["ckpt_path={ckpt}", "input={images}", "refine_ckpt={object_ckpt}"],
+        "refine_ckpt={object_ckpt}: completes the objects instances=true finds; add instances=true",
+    ),
+    (
+        "predict-instances-mixed",
+        "predict",
+        ["ckpt_path={ckpt}", "input={mixed_images}", "instances=true"],
+        "1 of 3 image(s) could not be read",
+    ),
+    (
+        "predict-detections-with-a-layer-model",
+        "predict",
+        ["ckpt_path={ckpt}", "input={detections}", "images={images}"],
+        "ckpt_path={ckpt}: a model of task=layers, whose outputs are layers, completes no visible masks",
+    ),
+    (
+        "predict-detections-without-images",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections}"],
+        "images: input={detections} is a detections file; give images=DIR",
+    ),
+    (
+        "predict-detections-not-json",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections_not_json}", "images={images}"],
+        "{detections_not_json}: not valid JSON",
+    ),
+    (
+        "predict-detections-not-a-list",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections_not_a_list}", "images={images}"],
+        "{detections_not_a_list}: expected a JSON list of detections",
+    ),
+    (
+        "predict-detections-wrong-size",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections_wrong_size}", "images={images}"],
+        "{detections_wrong_size}: entry 0 (image 'good'): mask is 16x16 pixels but image",
+    ),
+    (
+        "predict-detections-missing-image",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections_missing_image}", "images={images}"],
+        "{detections_missing_image}: entry 0 (image 'absent'): no image file named absent",
+    ),
+    (
+        "predict-detections-images-missing",
+        "predict",
+        ["ckpt_path={object_ckpt}", "input={detections}", "images={missing}"],
+        "{missing}: images folder does not exist",
+    ),
+    (
+        "evaluate-refine-with-a-layer-model",
+        "evaluate",
+        ["ckpt_path={ckpt}", "data=synthetic", "refine_ckpt={ckpt}"],
+        "refine_ckpt={ckpt}: a model of task=layers, whose outputs are layers, completes no visible masks",
+    ),
+]
 EVALUATE_CASES = [
     ("evaluate-no-data-config", "evaluate", ["ckpt_path={ckpt}"], "holds no data config"),
     ("evaluate-split", "evaluate", ["ckpt_path={ckpt}", "data=synthetic", "split=holdout"], "holdout"),
@@ -256,7 +349,7 @@ CHECK_PROBLEM_CASES = [
     ("check-missing-mask", ["data.root={sas_missing_mask}"], "mask.png"),
 ]
 ERROR_CASES = TRAIN_CASES + PREDICT_CASES + EVALUATE_CASES + CHECK_CASES + CONVERT_CASES + SCORE_CASES
-ERROR_CASES += DATA_CONVERT_CASES
+ERROR_CASES += DATA_CONVERT_CASES + INSTANCE_CASES
 MODULES = {
     "train": "amodal_lightning.train",
     "predict": "amodal_lightning.predict",
@@ -411,3 +504,16 @@ def test_a_wrong_type_stops_train_before_anything_is_built(tmp_path):
         "not text"
     ]
     assert not run_dir.exists()
+
+
+def test_what_predict_instances_wrote_before_a_bad_image_stays(results, inputs):
+    out = inputs["root"] / "outputs" / "predict-instances-mixed"
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(entry["image_id"] for entry in summary["images"]) == ["a", "b"]
+    assert [entry["image_id"] for entry in summary["failed"]] == ["zero"]
+    # Each image done has its objects' files (however many the untrained model finds) and its results entries.
+    results_file = json.loads((out / "instance_results.json").read_text())
+    for image_id in ("a", "b"):
+        found = json.loads((out / image_id / "instances.json").read_text())
+        assert len(found) == sum(entry["image_id"] == image_id for entry in results_file)
+        assert all((out / image_id / "instances" / f"{n}_amodal.png").is_file() for n in range(len(found)))

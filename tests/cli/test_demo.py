@@ -14,20 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from full_mask_checkpoints import build_checkpoint
 from PIL import Image
 
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.inference.loading import HPARAMS_KEY
-from amodal_lightning.models.module import AmodalDiffusionModule
-from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
-from amodal_lightning.run.config import (
-    TARGET_KEY,
-    compose,
-    instantiate_at,
-    resolve_model_inputs,
-    resolve_task,
-    to_container,
-)
+from amodal_lightning.run.config import compose, instantiate_at, resolve_model_inputs, resolve_task, to_container
 
 gradio_client = pytest.importorskip(
     "gradio_client", reason="the demo extra is not installed (pip install -e '.[demo]')"
@@ -45,25 +36,6 @@ HOST = "127.0.0.1"
 # Cheap sampling: two members of two steps, at most two layers, two scenes on the page.
 FAST = ["inference.steps=2", "inference.ensemble_size=2", "inference.max_layers=2", "scenes=2", "device=cpu"]
 GREY_MAX = 255
-
-
-def build_checkpoint(path: Path, task: str) -> Path:
-    """An untrained checkpoint of ``task`` (the default network) whose every sample is a full mask: the network's
-    zero-initialised last layer gets a positive bias on the mask channel, so what it predicts is known."""
-    cfg = compose("train", [f"paths.output_dir={path.parent}", f"task={task}"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
-    hparams = to_container(cfg.model.module)
-    hparams.pop(TARGET_KEY)
-    module = AmodalDiffusionModule(**hparams)
-    area = module.net.patch_size**2  # output channel c is channels c*area..(c+1)*area before the pixel shuffle
-    mask = module.task.target_channels - 1  # the mask is the last target channel (after RGB for task=gestalt)
-    with torch.no_grad():
-        # The clean mask it predicts: 1 (foreground) in the symmetric convention; RGB stays 0 (neutral grey).
-        module.net.out[-1].bias[mask * area : (mask + 1) * area] = 1.0
-    checkpoint = {STATE_DICT_KEY: module.state_dict(), HPARAMS_KEY: dict(module.hparams)}
-    torch.save({**checkpoint, RUN_CONFIG_KEY: to_container(cfg)}, path)
-    return path
 
 
 def any_free_port() -> int:
@@ -207,6 +179,45 @@ def test_a_layer_model_shows_every_layer_or_the_marked_objects_layer(layers_demo
     [(mask, caption)] = gallery(masks)
     assert assert_binary(mask, shape).all() and caption.startswith("object 1: layer 0")
     assert [c for _, c in gallery(samples)] == ["layer 0: sample 1", "layer 0: sample 2", "layer 0: uncertainty"]
+
+
+def test_a_layer_model_finds_the_objects_of_an_image_without_marks_each_with_its_score(layers_demo, scene, tmp_path):
+    image = gradio_client.handle_file(save(tmp_path / "image.png", scene.image))
+    overlay, masks, samples, whole, message = layers_demo.predict(image, api_name="/find")
+    shape = scene.image.shape[:2]
+    # Layer 0 is the whole image, seen whole; layer 1, hidden whole behind it, is no object (nothing of it shows).
+    [(mask, caption)] = gallery(masks)
+    assert assert_binary(mask, shape).all() and caption == "object 1: layer 0, score 1.00, 1024 px (0 hidden)"
+    assert [c for _, c in gallery(samples)] == ["object 1: uncertainty"] and not whole["visible"]
+    # The overlay is enlarged ten times, its score written on it.
+    assert read(overlay).shape == (320, 320, 3)
+    assert message.startswith("1 object(s) found by the layers model on cpu")
+    # The marks still pick objects in the layers.
+    one = gradio_client.handle_file(save(tmp_path / "one.png", scene.visible[0].astype(np.uint8) * GREY_MAX))
+    _, masks, _, _, message = layers_demo.predict(image, one, api_name="/complete")
+    assert gallery(masks)[0][1].startswith("object 1: layer 0") and message.startswith("2 layer(s) found")
+
+
+def test_found_objects_are_completed_by_the_refine_model(tmp_path_factory, instance_ckpt, scene, tmp_path):
+    layers = build_checkpoint(tmp_path_factory.mktemp("demo") / "layers.ckpt", "layers")
+    app, client = serve_demo(layers, f"refine_ckpt={instance_ckpt}", "instance_split.hidden_parts=keep")
+    try:
+        image = gradio_client.handle_file(save(tmp_path / "image.png", scene.image))
+        _, masks, _, _, message = client.predict(image, api_name="/find")
+    finally:
+        app.close()
+    assert [caption for _, caption in gallery(masks)] == [
+        "object 1: layer 0, score 1.00, 1024 px (0 hidden), completed",
+        "object 2: layer 1, score 0.90, 1024 px (1024 hidden)",
+    ]
+    assert message.startswith("2 object(s) found by the layers model, completed by the instance model on cpu")
+
+
+def test_finding_objects_with_a_per_object_model_is_one_message(instance_demo, scene, tmp_path):
+    image = gradio_client.handle_file(save(tmp_path / "image.png", scene.image))
+    with pytest.raises(gradio_client.exceptions.AppError) as raised:
+        instance_demo.predict(image, api_name="/find")
+    assert str(raised.value).startswith("ckpt_path: a model of task=instance, whose outputs are objects, finds no")
 
 
 def test_a_file_that_is_not_an_image_is_one_message_on_the_page(instance_demo, tmp_path):

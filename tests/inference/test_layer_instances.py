@@ -86,14 +86,14 @@ def test_empty_layers_have_no_instances():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"connectivity": 6}, "instances.connectivity=6: expected one of [4, 8]"),
-        ({"min_pixels": 0}, "instances.min_pixels=0: expected at least 1"),
-        ({"specks": "keep"}, "instances.specks='keep': expected one of ['drop', 'merge']"),
-        ({"hidden_parts": "merge"}, "instances.hidden_parts='merge': expected one of ['drop', 'keep']"),
-        ({"score_terms": ["colour"]}, "instances.score_terms=['colour']: expected one or more of"),
-        ({"score_terms": []}, "instances.score_terms=[]: expected one or more of"),
-        ({"depth_factor": 1.5}, "instances.depth_factor=1.5: expected a value in (0, 1]"),
-        ({"min_size": 3}, "instances: unknown setting(s) ['min_size']"),
+        ({"connectivity": 6}, "instance_split.connectivity=6: expected one of [4, 8]"),
+        ({"min_pixels": 0}, "instance_split.min_pixels=0: expected at least 1"),
+        ({"specks": "keep"}, "instance_split.specks='keep': expected one of ['drop', 'merge']"),
+        ({"hidden_parts": "merge"}, "instance_split.hidden_parts='merge': expected one of ['drop', 'keep']"),
+        ({"score_terms": ["colour"]}, "instance_split.score_terms=['colour']: expected one or more of"),
+        ({"score_terms": []}, "instance_split.score_terms=[]: expected one or more of"),
+        ({"depth_factor": 1.5}, "instance_split.depth_factor=1.5: expected a value in (0, 1]"),
+        ({"min_size": 3}, "instance_split: unknown setting(s) ['min_size']"),
     ],
 )
 def test_bad_settings_are_one_line_naming_the_key(settings, message):
@@ -134,3 +134,17 @@ def test_the_true_layers_of_generated_scenes_split_into_their_objects_and_score_
     objects = truth.counts["annotations"]
     assert objects - 5 <= len(results) < objects  # a few touching pairs merged, nothing else lost
     assert 0.85 < report.rows[AMODAL]["AP"] < 1.0 and report.rows[HIDDEN]["AP"] > 0.85
+
+
+def test_the_config_group_lists_every_setting_at_its_default():
+    """conf/instance_split/default.yaml, which predict, evaluate and the demo compose, says what InstanceSettings
+    defaults to: the settings have one set of defaults, whichever way they are built."""
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    from amodal_lightning.run.config import config_dir
+
+    listed = OmegaConf.to_container(OmegaConf.load(config_dir() / "instance_split" / "default.yaml"))
+    assert set(listed) == {f.name for f in fields(InstanceSettings)}
+    assert InstanceSettings.from_mapping(listed) == InstanceSettings()
