@@ -9,6 +9,7 @@ its reference rows, and write ``metrics.json`` and a per-image (layer task,
 
 from __future__ import annotations
 
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
@@ -29,7 +30,7 @@ from amodal_lightning.inference.evaluation import LayerEvaluator, format_table, 
 from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.loading import load_for_inference, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.metrics.objects import REFERENCE_MODEL, VOTE, format_instance_table
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import instantiate_at, to_container, user_errors_as_one_line

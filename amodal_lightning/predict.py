@@ -14,6 +14,7 @@ An image that cannot be read is reported at the end, in one line; the other imag
 
 from __future__ import annotations
 
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
@@ -37,7 +38,7 @@ from amodal_lightning.inference.loading import load_for_inference, resolve_devic
 from amodal_lightning.inference.object_outputs import write_objects
 from amodal_lightning.inference.outputs import write_prediction
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import to_container, user_errors_as_one_line
 

@@ -20,8 +20,8 @@ from amodal_lightning.inference.instance import InstanceInference
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator, scored_objects
 from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render_objects import ObjectCells, render_object_panel
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox, crop_image, crop_map, crop_masks
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.tasks.gestalt import crop_rgb, whole_on_grey
 
 CONFIG_KEY = "callbacks.instance_panel"

@@ -16,7 +16,8 @@ from amodal_lightning.callbacks.fault_tolerance import stop_if_terminated
 from amodal_lightning.inference.evaluation import ImageResult, LayerEvaluator, write_rows
 from amodal_lightning.inference.loading import model_image_size
 from amodal_lightning.inference.render import render_panel
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
+from amodal_lightning.models.sampling import InferenceConfig
 
 CONFIG_KEY = "callbacks.layer_panel"
 INFERENCE_KEY = f"{CONFIG_KEY}.inference"

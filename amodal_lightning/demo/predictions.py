@@ -32,8 +32,9 @@ from amodal_lightning.inference.members import sample_members
 from amodal_lightning.inference.render import overlay, uncertainty_cell
 from amodal_lightning.inference.render_objects import object_overlay
 from amodal_lightning.inference.resolution import image_to_model, maps_to_data, masks_to_data
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.masks import MASK_FOREGROUND
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import to_container
 
 # 8-connected parts, as the part-wise merge rule of sequential inference counts them.

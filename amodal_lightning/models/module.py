@@ -17,7 +17,6 @@ from amodal_lightning.data.datamodule import TARGET
 from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.metrics.layers import per_sample_iou
 from amodal_lightning.models.guidance import (
     NO_GUIDANCE,
@@ -27,6 +26,7 @@ from amodal_lightning.models.guidance import (
     null_conditioning,
 )
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.tasks import build_task

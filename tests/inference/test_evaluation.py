@@ -6,7 +6,8 @@ from scripted_module import SIDE, Scripted, block, next_of
 
 from amodal_lightning.data.datasets import LayeredImage
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
+from amodal_lightning.models.sampling import InferenceConfig
 
 DATA_SIDE = 2 * SIDE  # the data is twice the model's size: everything is resized in and out
 

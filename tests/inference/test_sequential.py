@@ -8,8 +8,9 @@ import torch
 from scripted_module import SCHEDULE, SIDE, Scripted, block, next_of
 
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.sampling import InferenceConfig
 
 
 def images(n: int) -> torch.Tensor:

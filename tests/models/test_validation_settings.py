@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.loading import load_for_inference
-from amodal_lightning.inference.sequential import InferenceConfig, inference_defaults
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import compose
 
 # How the validation settings were stored before they were an inference config.
@@ -25,7 +25,7 @@ def _hparams(tmp_path, **changes) -> dict:
 
 def test_the_composed_validation_is_the_inference_config_with_its_steps(tmp_path):
     module = AmodalDiffusionModule(**_hparams(tmp_path))
-    assert module.validation_sampling == InferenceConfig.from_mapping({**inference_defaults(), "steps": 10})
+    assert module.validation_sampling == InferenceConfig(steps=10)
     assert module.validation_cfg == {"num_batches": 1, "seed": 0}
 
 

@@ -48,7 +48,7 @@ INFERENCE_KEYS = (
 )
 # A key that starts with one of these is already full (raised after instantiation, e.g. at setup).
 ROOT_KEYS = ("data", "model", "trainer", "callbacks", "task", "logger")
-INFERENCE_MODULES = ("inference/sequential.py", "inference/ensemble.py")
+INFERENCE_MODULES = ("models/sampling.py",)
 # Errors of arguments that no config sets: SAS's command-line flags, programmatic arguments of library functions,
 # and values computed from other keys.
 NOT_CONFIG_KEYS = {
@@ -57,8 +57,8 @@ NOT_CONFIG_KEYS = {
     ("diffusion/gaussian.py", "start_step"),  # a sampler argument (benchmarks)
     ("diffusion/gaussian.py", "high_noise_power"),  # a build_diffusion argument no shipped config sets
     ("diffusion/respace.py", "timestep_respacing"),  # SAS's respacing flag, for convert_sas and benchmarks
-    ("instance_metrics.py", "occlusion_buckets"),  # computed from occlusion_edges
-    ("config.py", "model.module.task.name"),  # the refusal of a key that moved to the task group
+    ("metrics/objects.py", "occlusion_buckets"),  # computed from occlusion_edges
+    ("run/config.py", "model.module.task.name"),  # the refusal of a key that moved to the task group
 }
 
 

@@ -12,8 +12,8 @@ from amodal_lightning.data.record import LayeredImage
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.instance import InstanceInference
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.tasks import InstanceTask, build_task
 
 SIZE = 32
