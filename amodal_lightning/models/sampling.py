@@ -8,12 +8,13 @@ config node starts from them (``conf/inference/default.yaml``), and so does code
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from amodal_lightning.diffusion.gaussian import SAMPLERS
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.guidance import NO_GUIDANCE, check_scale, check_scale_for
 from amodal_lightning.orientations import IDENTITY, check_orientations
+from amodal_lightning.run.schema import settings_from
 
 # A respaced diffusion needs at least two steps (one noisy, one clean).
 MIN_STEPS = 2
@@ -33,7 +34,7 @@ def check_rule(rule: str, threshold: float, empty_fraction: float) -> None:
         raise ConfigError(f"empty_fraction={empty_fraction}: expected a fraction in [0, 1)")
 
 
-@dataclass(frozen=True)
+@dataclass
 class InferenceConfig:
     """How layers (or objects) are sampled, combined and stopped. ``predict`` and ``evaluate`` read it as
     ``inference``, the training panels as ``callbacks.<panel>.inference`` and the module's validation as
@@ -91,14 +92,9 @@ class InferenceConfig:
 
     @classmethod
     def from_mapping(cls, settings: Mapping | None, key: str = "inference") -> InferenceConfig:
-        """Settings from a config mapping (missing ones: the defaults); an unknown key is a one-line
-        :class:`ConfigError`."""
-        settings = dict(settings or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}: unknown setting; expected one of {sorted(known)}")
-        return cls(**dict(settings))
+        """Settings from a config mapping (missing ones: the defaults); a key this schema lacks or a value of the
+        wrong type is a one-line :class:`ConfigError` naming ``{key}.<field>``."""
+        return settings_from(cls, settings, key)
 
     def check(self, num_timesteps: int, key: str = "inference", task=None) -> None:
         """Raise a one-line :class:`ConfigError` naming ``{key}.<field>`` for a value the model cannot honour

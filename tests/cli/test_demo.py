@@ -25,8 +25,6 @@ from amodal_lightning.run.config import (
     TARGET_KEY,
     compose,
     instantiate_at,
-    resolve_model_inputs,
-    resolve_task,
     to_container,
 )
 
@@ -50,8 +48,6 @@ def build_checkpoint(path: Path, task: str) -> Path:
     """An untrained checkpoint of ``task`` (the default network) whose every sample is a full mask: the network's
     zero-initialised last layer gets a positive bias on the mask channel, so what it predicts is known."""
     cfg = compose("train", [f"paths.output_dir={path.parent}", f"task={task}"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     hparams = to_container(cfg.model.module)
     hparams.pop(TARGET_KEY)
     module = AmodalDiffusionModule(**hparams)
@@ -387,8 +383,6 @@ def test_a_prediction_with_appearance_also_shows_the_whole_object_samples():
 
 def test_the_scenes_offered_are_the_test_scenes_evaluate_scores(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "data.synthetic.num_test=3"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     datamodule = instantiate_at(cfg, "data")
     offered = inputs.test_scenes(to_container(cfg), 32, 3)
     for mine, theirs in zip(offered, datamodule.scenes("test")):

@@ -25,7 +25,7 @@ from amodal_lightning.data.datasets import LayerDataset, NoiseMixingSampler
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import ORIENTATION_SETS
-from amodal_lightning.run.config import compose, resolve_model_inputs
+from amodal_lightning.run.config import compose
 
 SIZE = 32
 NUM_IMAGES = 20
@@ -362,7 +362,6 @@ def test_data_configs_instantiate(option, sas_root, tmp_path):
     else:
         overrides += [f"data.synthetic.{key}={value}" for key, value in TINY_SYNTHETIC.items()]
     cfg = compose("train", overrides)
-    resolve_model_inputs(cfg)  # what train.py does: the data group does not read the model's size
     dm = instantiate(cfg.data, _convert_="all")
     assert isinstance(dm, LayeredAmodalDataModule)
     assert dm.image_size == cfg.model.image_size == 32 and dm.batch_size == cfg.data.batch_size == 64
@@ -386,6 +385,5 @@ def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
     with pytest.raises(ConfigError, match=r"^val_fraction: required when source=sas"):
         LayeredAmodalDataModule(source="sas", root=tmp_path, test_fraction=0.0)
     cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
-    resolve_model_inputs(cfg)
     dm = instantiate(cfg.data, _convert_="all")
     assert (dm.val_fraction, dm.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)
