@@ -31,11 +31,10 @@ from amodal_lightning.run.checkpoints import is_resumable, load_weights, read_ch
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import in_multirun, instantiate_at, to_container, user_errors_as_one_line
 from amodal_lightning.run.hardware import check_hardware, device_line
+from amodal_lightning.run.schema import TARGET_KEY
 from amodal_lightning.run.summary import print_run_summary
 
 log = logging.getLogger(__name__)
-
-TARGET_KEY = "_target_"
 
 
 def instantiate_group(cfg: DictConfig, name: str) -> list:

@@ -21,12 +21,8 @@ from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.loading import HPARAMS_KEY
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.run.checkpoints import STATE_DICT_KEY
-from amodal_lightning.run.config import (
-    TARGET_KEY,
-    compose,
-    instantiate_at,
-    to_container,
-)
+from amodal_lightning.run.config import compose, instantiate_at, to_container
+from amodal_lightning.run.schema import TARGET_KEY
 
 gradio_client = pytest.importorskip(
     "gradio_client", reason="the demo extra is not installed (pip install -e '.[demo]')"
