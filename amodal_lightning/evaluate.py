@@ -16,6 +16,7 @@ the found objects are also scored by COCO mask AP (``instances=true``, the defau
 
 from __future__ import annotations
 
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
@@ -37,7 +38,6 @@ from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.instance_ap_evaluation import INSTANCES_FOLDER
 from amodal_lightning.inference.layer_instances import SETTINGS_KEY, InstanceSettings
 from amodal_lightning.inference.loading import load_for_inference, load_object_completion, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import to_container, user_errors_as_one_line
 

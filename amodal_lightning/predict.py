@@ -21,6 +21,7 @@ outputs are written anyway.
 
 from __future__ import annotations
 
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.openmp import apply_spin_settings
 
 apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its wait settings once
@@ -38,7 +39,6 @@ from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.instance_outputs import predict_detections, predict_instance_folder
 from amodal_lightning.inference.layer_instances import SETTINGS_KEY, InstanceSettings
 from amodal_lightning.inference.loading import load_for_inference, load_object_completion, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.run.command_line import entry_point
 from amodal_lightning.run.config import to_container, user_errors_as_one_line
 

@@ -29,27 +29,29 @@ from amodal_lightning.callbacks.random_state import RandomState
 from amodal_lightning.callbacks.run_config import SaveRunConfig
 from amodal_lightning.run.checkpoints import is_resumable, load_weights, read_checkpoint, resolve_ckpt_path
 from amodal_lightning.run.command_line import entry_point
-from amodal_lightning.run.config import (
-    drop_unbuilt_entries,
-    in_multirun,
-    instantiate_at,
-    resolve_model_inputs,
-    resolve_task,
-    to_container,
-    user_errors_as_one_line,
-)
+from amodal_lightning.run.config import in_multirun, instantiate_at, to_container, user_errors_as_one_line
 from amodal_lightning.run.hardware import check_hardware, device_line
+from amodal_lightning.run.schema import TARGET_KEY
 from amodal_lightning.run.summary import print_run_summary
 
 log = logging.getLogger(__name__)
 
 
-def _instantiate_group(cfg: DictConfig, name: str) -> list:
-    """Instantiate every entry of a config group such as ``callbacks`` or ``logger``; empty or null gives []."""
-    group = cfg.get(name)
-    if not group:
-        return []
-    return [instantiate_at(cfg, f"{name}.{key}") for key, entry in group.items() if entry]
+def instantiate_group(cfg: DictConfig, name: str) -> list:
+    """Instantiate every entry of a config group such as ``callbacks`` or ``logger``; empty or null gives [].
+
+    An entry without ``_target_`` builds nothing: a setting that a global option (a recipe's EMA decay, a debug
+    config's panel size) gives a callback which the chosen group leaves out (``callbacks=none``). It is named in the
+    log, and the config is left as it is, so that the saved config is the composed one."""
+    built = []
+    for key, entry in (cfg.get(name) or {}).items():
+        if not entry:
+            continue
+        if TARGET_KEY not in entry:
+            log.info("%s.%s: nothing to build (the %s group has no such entry)", name, key, name)
+            continue
+        built.append(instantiate_at(cfg, f"{name}.{key}"))
+    return built
 
 
 class _LastValidatedStep(L.Callback):
@@ -72,13 +74,10 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     hardware = check_hardware(cfg.trainer)
     log.info(device_line(hardware))
     L.seed_everything(cfg.seed, workers=True)
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
-    drop_unbuilt_entries(cfg)
     # Both hold the task's config, which each builds itself (amodal_lightning.task_config): Hydra must not.
     datamodule = instantiate_at(cfg, "data", _recursive_=False)
     module = instantiate_at(cfg, "model.module", _recursive_=False)
-    callbacks = _instantiate_group(cfg, "callbacks")
+    callbacks = instantiate_group(cfg, "callbacks")
     callbacks.append(SaveRunConfig(to_container(cfg), cfg.paths.checkpoint_dir))
     callbacks.append(BadSamples(cfg.paths.checkpoint_dir))
     callbacks.append(StepTimer())
@@ -86,14 +85,14 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     callbacks.extend(extra_callbacks)
     last_validated = _LastValidatedStep()
     callbacks.append(last_validated)
-    loggers = _instantiate_group(cfg, "logger")
+    loggers = instantiate_group(cfg, "logger")
     if not loggers:
         # logger=none: the learning-rate monitor has nowhere to write (and Lightning refuses it without a logger).
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
 
     ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"), cfg.paths.output_dir, cfg.paths.checkpoint_dir, auto_resume=cfg.get("auto_resume", False)
+        cfg.ckpt_path, cfg.paths.output_dir, cfg.paths.checkpoint_dir, auto_resume=cfg.auto_resume
     )
     if ckpt_path:
         checkpoint = read_checkpoint(ckpt_path)
@@ -107,7 +106,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     # weights_only: read_checkpoint accepted the file on the same terms, and nothing in it may run code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     final_step_unvalidated = trainer.global_step > 0 and last_validated.step != trainer.global_step
-    if cfg.get("final_validation") and not trainer.fast_dev_run and final_step_unvalidated:
+    if cfg.final_validation and not trainer.fast_dev_run and final_step_unvalidated:
         # A step budget between two validations ends training unvalidated; the final numbers and panel then use
         # the final (EMA) weights. (A time budget or a validation on the last step already validated them.)
         trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -51,10 +51,9 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/held_out_style.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amodal_lightning.callbacks.run_config import RUN_CONFIG_KEY
 from amodal_lightning.data.styles import STYLE_NAMES
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.run.checkpoints import read_checkpoint
+from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, read_checkpoint
 from amodal_lightning.run.config import user_errors_as_one_line
 from benchmarks.sampling import markdown_table, progress
 

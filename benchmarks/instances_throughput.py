@@ -37,7 +37,7 @@ from amodal_lightning.errors import DataError
 from amodal_lightning.evaluate import data_config, evaluation_images
 from amodal_lightning.inference.layer_instances import SETTINGS_KEY, InstanceSettings
 from amodal_lightning.inference.loading import load_for_inference, load_object_completion, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
 from benchmarks.sampling import machine_info, machine_line, markdown_table, progress, write_report
 

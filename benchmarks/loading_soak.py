@@ -39,13 +39,7 @@ from amodal_lightning.data.sas_folders import instances_root, parse_folder_name
 from amodal_lightning.data.scenes import SceneGenerator, scene_id, write_sas_dataset
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.inference.loading import resolve_device
-from amodal_lightning.run.config import (
-    compose,
-    instantiate_at,
-    resolve_model_inputs,
-    resolve_task,
-    user_errors_as_one_line,
-)
+from amodal_lightning.run.config import compose, instantiate_at, user_errors_as_one_line
 from benchmarks.sampling import MISSING, machine_info, machine_line, markdown_table, progress, write_report
 from benchmarks.train_throughput import build_step
 
@@ -366,9 +360,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     if args.batch_size is not None:
         overrides.append(f"data.batch_size={args.batch_size}")
     cfg = compose("train", [*overrides, "paths.output_dir=."])
-    # As train.py does before it builds the data: the task's settings and the model's image size.
-    resolve_task(cfg)
-    image_size = resolve_model_inputs(cfg)
+    image_size = cfg.model.image_size
     scene_size = args.scene_size or image_size
     written = prepare_root(args.root, args.images, scene_size)
     datamodule = instantiate_at(cfg, "data", _recursive_=False)

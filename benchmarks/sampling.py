@@ -34,6 +34,7 @@ if __package__ in (None, ""):
     # Run as a file (python benchmarks/sampling.py): make the repository root importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.openmp import apply_spin_settings  # noqa: I001 - before torch, see below
 
 apply_spin_settings()  # before torch loads OpenMP, which reads its wait settings once
@@ -48,7 +49,7 @@ from amodal_lightning.inference.ensemble import SAS
 from amodal_lightning.inference.evaluation import EMPTY, SEQUENTIAL, TEACHER_FORCED, VISIBLE_ORACLE, LayerEvaluator
 from amodal_lightning.inference.layers import LayerInference
 from amodal_lightning.inference.loading import LoadedModel, load_for_inference, resolve_device
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.run.config import compose, to_container, user_errors_as_one_line
 
 # 1000-step runs take minutes per image on a CPU: benchmarks default to a few images (num_images=N for more).

@@ -91,10 +91,10 @@ def build_step(model: str, device: str, batch_size: int, overrides: list[str], f
     warnings.filterwarnings("ignore", message=".*self.trainer.*reference is not registered.*")
     device = torch.device(device)
     # A step costs the same at any learning rate; a decaying schedule would need a Trainer to read its budget from.
-    constant_rate = "model.module.optimizer.schedule=constant"
+    constant_rate = "optimizer.schedule=constant"
     cfg = compose("train", [f"model={model}", "paths.output_dir=.", constant_rate, *overrides])
     torch.manual_seed(0)
-    module = instantiate(cfg.model.module, _convert_="all").to(device)
+    module = instantiate(cfg.model.module, _convert_="all", _recursive_=False).to(device)
     module.apply_performance_options(device)
     optimizer = module.configure_optimizers()
     if fused_ema:

@@ -7,15 +7,14 @@ import torch
 from amodal_lightning.inference.loading import HPARAMS_KEY
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
-from amodal_lightning.run.config import TARGET_KEY, compose, resolve_model_inputs, resolve_task, to_container
+from amodal_lightning.run.config import compose, to_container
+from amodal_lightning.run.schema import TARGET_KEY
 
 
 def build_checkpoint(path: Path, task: str) -> Path:
     """An untrained checkpoint of ``task`` (the default network) whose every sample is a full mask: the network's
     zero-initialised last layer gets a positive bias on the mask channel, so what it predicts is known."""
     cfg = compose("train", [f"paths.output_dir={path.parent}", f"task={task}"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     hparams = to_container(cfg.model.module)
     hparams.pop(TARGET_KEY)
     module = AmodalDiffusionModule(**hparams)

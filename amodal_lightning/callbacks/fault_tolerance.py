@@ -106,7 +106,7 @@ class StopOnNonFiniteLoss(L.Callback):
         raise NonFiniteLossError(
             f"non-finite training loss ({value}) at step {trainer.global_step + 1}: training stopped without saving "
             f"this state; last good checkpoint: {last_good_checkpoint(trainer) or 'none'} (lower "
-            "model.module.optimizer.lr, or check the data for NaN or infinite values)"
+            "optimizer.lr, or check the data for NaN or infinite values)"
         )
 
 

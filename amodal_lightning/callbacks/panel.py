@@ -20,7 +20,7 @@ from amodal_lightning.data.datasets import InMemoryImages
 from amodal_lightning.inference.base import EvaluatedImages, Evaluator
 from amodal_lightning.inference.evaluation import write_rows
 from amodal_lightning.inference.loading import model_image_size
-from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.models.sampling import InferenceConfig
 
 CONFIG_KEY = "callbacks.panel"
 INFERENCE_KEY = f"{CONFIG_KEY}.inference"
@@ -48,7 +48,7 @@ class EvaluationPanel(L.Callback):
         every_n_steps: least number of steps between two runs; None runs at every validation.
         teacher_forced: also score layers predicted from the true layers in front of them (tasks with layers).
         seed: seed of the sampling noise (the same noise at every run, so runs compare).
-        inference: the sampling settings, keys of :class:`~amodal_lightning.inference.sequential.InferenceConfig`
+        inference: the sampling settings, keys of :class:`~amodal_lightning.models.sampling.InferenceConfig`
             (missing ones: ``conf/inference/default.yaml``'s); the config makes them cheaper than predict's.
     """
 

@@ -35,7 +35,7 @@ from amodal_lightning.inference.instance import DEMO_IMAGE_ID
 from amodal_lightning.inference.layer_instances import SETTINGS_KEY, InstanceSettings
 from amodal_lightning.inference.loading import LoadedModel, load_for_inference, load_object_completion, resolve_device
 from amodal_lightning.inference.render_objects import found_pictures
-from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import to_container
 
 

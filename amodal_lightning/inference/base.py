@@ -82,7 +82,7 @@ class Inference(ABC):
     Args:
         module: the trained module (:class:`~amodal_lightning.models.module.AmodalDiffusionModule`, or anything with
             its ``task``, ``diffusion``, ``sampling_diffusion`` and ``denoiser``).
-        config: the sampling settings (:class:`~amodal_lightning.inference.sequential.InferenceConfig`).
+        config: the sampling settings (:class:`~amodal_lightning.models.sampling.InferenceConfig`).
         image_size: the module's input side.
         key: the settings' config key, named in errors.
     """

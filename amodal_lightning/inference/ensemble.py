@@ -21,14 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
-from amodal_lightning.errors import ConfigError
 from amodal_lightning.metrics.objects import MAJORITY
+from amodal_lightning.models.sampling import SAS, VOTE, InferenceConfig, check_rule
 
-SAS, VOTE, MEAN = "sas", "vote", "mean"
-COMBINE_RULES = (SAS, VOTE, MEAN)
-# SAS drops a sampled mask (and stops when all are dropped) below 0.25 % foreground.
-DEFAULT_EMPTY_FRACTION = 0.0025
-DEFAULT_THRESHOLD = 0.5
+# The rules' names and their settings' defaults and range checks are the sampling settings' (models.sampling).
+DEFAULT_EMPTY_FRACTION = InferenceConfig.empty_fraction
+DEFAULT_THRESHOLD = InferenceConfig.threshold
 
 
 @dataclass
@@ -40,16 +38,6 @@ class Combined:
     uncertainty: torch.Tensor
     empty: torch.Tensor
     members_kept: torch.Tensor
-
-
-def check_rule(rule: str, threshold: float = DEFAULT_THRESHOLD, empty_fraction: float = DEFAULT_EMPTY_FRACTION) -> None:
-    """Raise a one-line :class:`ConfigError` for an unknown rule or an out-of-range threshold or fraction."""
-    if rule not in COMBINE_RULES:
-        raise ConfigError(f"combine={rule!r}: unknown combination rule; expected one of {list(COMBINE_RULES)}")
-    if not 0.0 <= threshold < 1.0:
-        raise ConfigError(f"threshold={threshold}: expected a value in [0, 1)")
-    if not 0.0 <= empty_fraction < 1.0:
-        raise ConfigError(f"empty_fraction={empty_fraction}: expected a fraction in [0, 1)")
 
 
 def is_empty(masks: torch.Tensor, empty_fraction: float = DEFAULT_EMPTY_FRACTION) -> torch.Tensor:

@@ -69,7 +69,7 @@ class InstanceInference(Inference):
         module: an :class:`~amodal_lightning.models.module.AmodalDiffusionModule` of a per-object task: its task
             gives ``object_sample(record, obj, size)`` (the object's crop), ``conditioning_keys``,
             ``conditioning(batch)``, ``include_visible``, and ``generates_appearance`` with ``appearance(sample)``.
-        config: the sampling settings (:class:`~amodal_lightning.inference.sequential.InferenceConfig`; its
+        config: the sampling settings (:class:`~amodal_lightning.models.sampling.InferenceConfig`; its
             layer settings do not apply); ``batch_size`` counts objects per pass.
         image_size: the module's input side (crops are resized to it).
         key: the config path named in errors.

@@ -13,125 +13,15 @@ module's device; :mod:`amodal_lightning.inference.resolution` maps data of other
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from functools import cache
+from dataclasses import dataclass, fields
 
 import torch
-from omegaconf import OmegaConf
 
 from amodal_lightning.batch import IMAGE, OCCLUSION
-from amodal_lightning.diffusion.gaussian import SAMPLERS
-from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.components import parts_apart_from
-from amodal_lightning.inference.ensemble import Combined, check_rule, combine
+from amodal_lightning.inference.ensemble import Combined, combine
 from amodal_lightning.inference.members import sample_members
-from amodal_lightning.inference.views import check_views
-from amodal_lightning.models.guidance import check_scale, check_scale_for
-from amodal_lightning.run.config import config_dir
-
-# The one place every sampling default lives: predict and evaluate compose it as `inference`, the training
-# callbacks and the module's validation compose it under their own keys, each overriding only what differs.
-INFERENCE_DEFAULTS_FILE = "inference/default.yaml"
-# A respaced diffusion needs at least two steps (one noisy, one clean).
-MIN_STEPS = 2
-
-
-@cache
-def inference_defaults() -> dict:
-    """The settings of ``conf/inference/default.yaml``: the defaults of every :class:`InferenceConfig` field."""
-    return OmegaConf.to_container(OmegaConf.load(config_dir() / INFERENCE_DEFAULTS_FILE), resolve=True)
-
-
-_DEFAULTS = inference_defaults()
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """How layers are sampled, combined and stopped; every default is ``conf/inference/default.yaml``'s.
-
-    Args:
-        steps: sampling steps (the training schedule respaced); 2 up to the schedule's length.
-        sampler: ``"ddim"`` or ``"ancestral"``.
-        eta: DDIM noise (0 is deterministic given the starting noise).
-        ensemble_size: samples per layer and image.
-        views: how members see the image (:mod:`~amodal_lightning.inference.views`): ``"identity"`` (all as it is,
-            SAS), ``"mirror"`` (every other member mirrored) or ``"dihedral"`` (members cycle through the 4 turns
-            and their mirrors; for data with no upright direction).
-        combine: ``"sas"``, ``"vote"`` or ``"mean"`` (see :mod:`~amodal_lightning.inference.ensemble`).
-        threshold: the ``mean`` rule's cut.
-        empty_fraction: a layer with less foreground than this fraction of the image ends the image.
-        max_layers: no image gets more layers.
-        merge_disjoint: SAS's merge rule: a layer that does not overlap the previous one is merged into it.
-        max_merges: merges allowed per image; past them a disjoint layer is kept as a new layer.
-        merge_parts: with ``merge_disjoint``, judge each connected part of a new mask on its own: parts that
-            neither overlap nor border the previous layer join it (one merge per layer that moves any), the rest
-            stays a new layer. A true layer's objects always overlap the layer before (their occluders are
-            there), so a part apart from it was put one layer too deep.
-        batch_size: images sampled together (each with its whole ensemble).
-        guidance_scale: classifier-free guidance (:mod:`~amodal_lightning.models.guidance`): 1 is the plain
-            conditional prediction; above 1 follows the conditioning more closely (models trained with
-            ``task.conditioning_dropout`` only).
-    """
-
-    steps: int = _DEFAULTS["steps"]
-    sampler: str = _DEFAULTS["sampler"]
-    eta: float = _DEFAULTS["eta"]
-    ensemble_size: int = _DEFAULTS["ensemble_size"]
-    views: str = _DEFAULTS["views"]
-    combine: str = _DEFAULTS["combine"]
-    threshold: float = _DEFAULTS["threshold"]
-    empty_fraction: float = _DEFAULTS["empty_fraction"]
-    max_layers: int = _DEFAULTS["max_layers"]
-    merge_disjoint: bool = _DEFAULTS["merge_disjoint"]
-    max_merges: int = _DEFAULTS["max_merges"]
-    merge_parts: bool = _DEFAULTS["merge_parts"]
-    batch_size: int = _DEFAULTS["batch_size"]
-    guidance_scale: float = _DEFAULTS["guidance_scale"]
-
-    @classmethod
-    def from_mapping(cls, settings: Mapping | None, key: str = "inference") -> InferenceConfig:
-        """Settings from a config mapping (missing ones: the defaults); an unknown key is a one-line
-        :class:`ConfigError`."""
-        settings = dict(settings or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}: unknown setting; expected one of {sorted(known)}")
-        return cls(**dict(settings))
-
-    def check(self, num_timesteps: int, key: str = "inference", task=None) -> None:
-        """Raise a one-line :class:`ConfigError` naming ``{key}.<field>`` for a value the model cannot honour
-        (with the model's ``task``, also a guidance scale it was not trained for)."""
-        if not MIN_STEPS <= int(self.steps) <= num_timesteps:
-            raise ConfigError(
-                f"{key}.steps={self.steps}: the model's diffusion schedule has {num_timesteps} steps; "
-                f"choose {MIN_STEPS} to {num_timesteps}"
-            )
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"{key}.sampler={self.sampler!r}: expected one of {list(SAMPLERS)}")
-        if self.eta < 0:
-            raise ConfigError(f"{key}.eta={self.eta}: expected a value >= 0")
-        for name in ("ensemble_size", "max_layers", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{key}.{name}={getattr(self, name)}: expected a positive integer")
-        try:
-            check_views(self.views)
-        except ConfigError as err:
-            raise ConfigError(f"{key}.{err}") from None
-        if int(self.max_merges) < 0:
-            raise ConfigError(f"{key}.max_merges={self.max_merges}: expected 0 or more")
-        check_scale(self.guidance_scale, f"{key}.guidance_scale")
-        if task is not None:
-            check_scale_for(task, self.guidance_scale, f"{key}.guidance_scale")
-        try:
-            check_rule(self.combine, self.threshold, self.empty_fraction)
-        except ConfigError as err:
-            raise ConfigError(f"{key}.{err}") from None
-
-    def as_dict(self) -> dict:
-        """The settings as plain values (for summaries and logs)."""
-        return asdict(self)
+from amodal_lightning.models.sampling import InferenceConfig
 
 
 @dataclass

@@ -16,7 +16,10 @@ from lightning.pytorch.callbacks import Timer
 
 from amodal_lightning.errors import ConfigError
 
-SCHEDULES = ("constant", "cosine", "linear_tail")
+CONSTANT = "constant"
+SCHEDULES = (CONSTANT, "cosine", "linear_tail")
+# The training config's key of the schedule's settings (their defaults: models.settings.OptimizerConfig).
+KEY = "optimizer"
 
 
 class DecayShape:
@@ -27,15 +30,15 @@ class DecayShape:
     Both start with a linear warm-up over ``warmup_steps``.
     """
 
-    def __init__(self, name: str, warmup_steps: int = 0, min_ratio: float = 0.0, decay_fraction: float = 0.2):
+    def __init__(self, name: str, warmup_steps: int, min_ratio: float, decay_fraction: float):
         if name not in SCHEDULES[1:]:
-            raise ConfigError(f"model.module.optimizer.schedule={name!r}: expected one of {list(SCHEDULES)}")
+            raise ConfigError(f"{KEY}.schedule={name!r}: expected one of {list(SCHEDULES)}")
         if warmup_steps < 0:
-            raise ConfigError(f"model.module.optimizer.warmup_steps={warmup_steps}: expected 0 or more")
+            raise ConfigError(f"{KEY}.warmup_steps={warmup_steps}: expected 0 or more")
         if not 0.0 <= min_ratio <= 1.0:
-            raise ConfigError(f"model.module.optimizer.min_lr_ratio={min_ratio}: expected a value in [0, 1]")
+            raise ConfigError(f"{KEY}.min_lr_ratio={min_ratio}: expected a value in [0, 1]")
         if not 0.0 < decay_fraction <= 1.0:
-            raise ConfigError(f"model.module.optimizer.decay_fraction={decay_fraction}: expected a value in (0, 1]")
+            raise ConfigError(f"{KEY}.decay_fraction={decay_fraction}: expected a value in (0, 1]")
         self.name, self.warmup_steps = name, warmup_steps
         self.min_ratio, self.decay_fraction = min_ratio, decay_fraction
 
@@ -61,7 +64,7 @@ class TrainingBudget:
         self.duration = None if remaining is None else self.timer.time_elapsed() + remaining
         if self.total_steps is None and self.duration is None:
             raise ConfigError(
-                "model.module.optimizer.schedule: a decaying learning rate needs a budget to decay over; set "
+                "optimizer.schedule: a decaying learning rate needs a budget to decay over; set "
                 "trainer.max_steps or trainer.max_time, or use schedule=constant"
             )
 

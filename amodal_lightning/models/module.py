@@ -7,7 +7,7 @@ checkpoint alone is enough for inference: ``AmodalDiffusionModule.load_from_chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -17,7 +17,6 @@ from amodal_lightning.batch import TARGET
 from amodal_lightning.diffusion import build_diffusion, respace, space_timesteps
 from amodal_lightning.diffusion.gaussian import randn
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.metrics.layers import per_sample_iou
 from amodal_lightning.models.guidance import (
     NO_GUIDANCE,
@@ -26,27 +25,24 @@ from amodal_lightning.models.guidance import (
     drop_conditioning,
     null_conditioning,
 )
-from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
+from amodal_lightning.models.lr_schedule import CONSTANT, BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
+from amodal_lightning.models.settings import AUTO, OptimizerConfig, PerformanceConfig, ValidationConfig
 from amodal_lightning.models.unet import UNetModel
+from amodal_lightning.run.schema import settings_from
 from amodal_lightning.task_config import build_task
 
-# The validation's own settings; how it samples is the `inference` entry (an InferenceConfig mapping).
-VALIDATION_DEFAULTS = {"num_batches": 1, "seed": 0}
-VALIDATION_INFERENCE_KEY = "inference"
-VALIDATION_SAMPLING_KEY = f"validation.{VALIDATION_INFERENCE_KEY}"
-# Its full config key, for errors raised once training has started (past the instantiation that adds the path).
-VALIDATION_SAMPLING_CONFIG_KEY = f"model.module.{VALIDATION_SAMPLING_KEY}"
-# Checkpoints written before the sampling settings were one inference config name them so; read as the new keys.
-LEGACY_VALIDATION_SAMPLING = {"sample_steps": "steps", "sampler": "sampler", "eta": "eta"}
+# The full config key of the validation's sampling settings, for errors raised once training has started (past the
+# instantiation that adds the path).
+VALIDATION_SAMPLING_CONFIG_KEY = "model.module.validation.inference"
+# The optimiser's settings are the training config's `optimizer` node (model.module.optimizer refers to it).
+OPTIMIZER_KEY = "optimizer"
 
 # SAS logs every loss term per quarter of the timestep range; so do we, to see which noise levels are learned.
 NUM_LOSS_QUARTILES = 4
 
 # Images the sanity check before training samples (the validation batch may hold hundreds).
 SANITY_SAMPLED_IMAGES = 2
-# Speed options that leave the model's results unchanged (up to float rounding); see ``performance`` below.
-PERFORMANCE_DEFAULTS = {"channels_last": "auto", "compile": False, "fused_adamw": True}
 # channels_last="auto" turns it on for these devices only: NHWC convolutions are faster on GPUs (cuDNN, tensor
 # cores) but were measured 0.87x slower than NCHW on an AVX2 CPU (oneDNN, unet64 training step).
 CHANNELS_LAST_AUTO_DEVICES = ("cuda",)
@@ -63,18 +59,10 @@ class AmodalDiffusionModule(L.LightningModule):
             parameterisation, variance and loss type, timestep sampling), named as SAS's flags.
         task: the task's config: ``_target_`` (its class), its options and the input ``convention``; built at run
             time by :func:`amodal_lightning.task_config.build_task` (older checkpoints' ``name`` too).
-        optimizer: AdamW settings: ``lr``, ``weight_decay``, ``betas``, ``eps``, and the learning-rate
-            ``schedule``: ``constant`` (SAS's), ``cosine`` or ``linear_tail`` (linear warm-up over ``warmup_steps``,
-            then a decay to ``min_lr_ratio`` x lr as the step or time budget runs out; ``linear_tail`` holds the
-            rate until the last ``decay_fraction`` of the budget), see :mod:`.lr_schedule`.
-        validation: cheap sampled-IoU check over the first ``num_batches`` validation batches (noise seeded by
-            ``seed``), sampled as ``inference`` says (keys of
-            :class:`~amodal_lightning.inference.sequential.InferenceConfig`; ``steps``, ``sampler`` and ``eta``
-            apply). Older checkpoints' ``sample_steps``, ``sampler``, ``eta`` are read as those.
-        performance: how training runs, not what it computes: ``channels_last`` (true, false or ``"auto"``: on
-            GPUs only), ``compile`` (``torch.compile`` the network for training: true, or a dict of
-            ``torch.compile`` arguments such as ``{mode: max-autotune}``; the first steps are slow while it
-            compiles), ``fused_adamw`` (single-kernel AdamW where the device has one).
+        optimizer: AdamW and its learning-rate schedule (:class:`~.settings.OptimizerConfig`); a mapping, as the
+            training config gives its root ``optimizer`` node here by reference (``${optimizer}``).
+        validation: the cheap sampled-IoU check of validation (:class:`~.settings.ValidationConfig`).
+        performance: how training runs, not what it computes (:class:`~.settings.PerformanceConfig`).
         self_condition: fraction of training examples that also see the network's own estimate of the clean
             target (:mod:`~amodal_lightning.models.self_conditioning`); 0 (SAS's network) turns it off, anything
             above adds one input channel per target channel and feeds each sampling step the previous estimate.
@@ -85,20 +73,21 @@ class AmodalDiffusionModule(L.LightningModule):
         unet: dict,
         diffusion: dict,
         task: dict,
-        optimizer: dict,
-        validation: dict | None = None,
-        performance: dict | None = None,
+        optimizer: Mapping,
+        validation: ValidationConfig | Mapping | None = None,
+        performance: PerformanceConfig | Mapping | None = None,
         self_condition: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.optimizer_settings = settings_from(OptimizerConfig, optimizer, OPTIMIZER_KEY)
         self.performance = _performance_options(performance)
         self.task = build_task(task)
         self.self_condition = _self_condition_rate(self_condition)
         self.diffusion = _named("diffusion", build_diffusion, diffusion)
         unet = _with_input_channels(unet, self.task, self.self_condition, self.diffusion.learns_variance)
         self.net = _named("unet", UNetModel, unet)
-        self.validation_cfg, self.validation_sampling = _validation_settings(validation)
+        self.validation = settings_from(ValidationConfig, validation, "validation")
         self._sampling_diffusions: dict[tuple, Any] = {}
         self._performance_applied = False
         # torch.compile'd network for training steps, kept in a plain dict so it is not a submodule: parameter
@@ -193,10 +182,10 @@ class AmodalDiffusionModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         # A fixed generator per batch makes validation losses comparable from one evaluation to the next.
-        generator = torch.Generator(device="cpu").manual_seed(self.validation_cfg["seed"] + batch_idx)
+        generator = torch.Generator(device="cpu").manual_seed(self.validation.seed + batch_idx)
         terms, t = self._losses(batch, generator)
         self._log_terms("val", terms, t, sync_dist=True)
-        if batch_idx < self.validation_cfg["num_batches"]:
+        if batch_idx < self.validation.num_batches:
             conditioning, _ = self.task.split(batch)
             target = batch[TARGET]
             if self._trainer is not None and self._trainer.sanity_checking:
@@ -226,7 +215,7 @@ class AmodalDiffusionModule(L.LightningModule):
     ) -> torch.Tensor:
         """Generate target masks for a batch of conditionings; returns canonical {0, 1} masks (B,1,H,W) (the
         task's mask channel where the target has others)."""
-        cfg = self.validation_sampling
+        cfg = self.validation.inference
         diffusion = self.sampling_diffusion(steps or cfg.steps)
         shape = (conditioning.shape[0], self.task.target_channels, *conditioning.shape[2:])
         sample = diffusion.sample(
@@ -244,7 +233,7 @@ class AmodalDiffusionModule(L.LightningModule):
         if stage == "fit":
             # Steps the schedule cannot honour fail before training, in one line, not at the first validation
             # (checked here, not at construction, so that any checkpoint still loads for inference).
-            self.validation_sampling.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY, self.task)
+            self.validation.inference.check(self.diffusion.num_timesteps, VALIDATION_SAMPLING_CONFIG_KEY, self.task)
             # Callbacks' setup (the EMA copy of the weights among them) has run: the copy stays a plain module.
             self.apply_performance_options(self.trainer.strategy.root_device)
 
@@ -253,12 +242,12 @@ class AmodalDiffusionModule(L.LightningModule):
         if self._performance_applied:
             return
         device = torch.device(device)
-        channels_last = self.performance["channels_last"]
-        if channels_last == "auto":
+        channels_last = self.performance.channels_last
+        if channels_last == AUTO:
             channels_last = device.type in CHANNELS_LAST_AUTO_DEVICES
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        compile_options = self.performance["compile"]
+        compile_options = self.performance.compile
         if compile_options:
             kwargs = compile_options if isinstance(compile_options, dict) else {}
             self._compiled["net"] = torch.compile(self.net, **kwargs)
@@ -266,25 +255,24 @@ class AmodalDiffusionModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        opt = dict(self.hparams.optimizer)
-        fused = self.performance["fused_adamw"] and self.device.type in FUSED_ADAMW_DEVICES
+        opt = self.optimizer_settings
+        fused = self.performance.fused_adamw and self.device.type in FUSED_ADAMW_DEVICES
         optimizer = torch.optim.AdamW(
             self.parameters(),
-            lr=opt["lr"],
-            weight_decay=opt.get("weight_decay", 0.0),
-            betas=tuple(opt.get("betas", (0.9, 0.999))),
-            eps=opt.get("eps", 1e-8),
+            lr=opt.lr,
+            weight_decay=opt.weight_decay,
+            betas=tuple(opt.betas),
+            eps=opt.eps,
             # None keeps torch's default (foreach on GPUs, a loop over parameters on CPUs)
             fused=True if fused else None,
         )
-        schedule = opt.get("schedule", "constant")
-        if schedule == "constant":
+        if opt.schedule == CONSTANT:
             return optimizer
         shape = DecayShape(
-            schedule,
-            warmup_steps=opt.get("warmup_steps", 0),
-            min_ratio=opt.get("min_lr_ratio", 0.0),
-            decay_fraction=opt.get("decay_fraction", 0.2),
+            opt.schedule,
+            warmup_steps=opt.warmup_steps,
+            min_ratio=opt.min_lr_ratio,
+            decay_fraction=opt.decay_fraction,
         )
         scheduler = BudgetScheduler(optimizer, shape, TrainingBudget(self.trainer).spent)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -298,44 +286,23 @@ def _named(argument: str, build: Callable, settings: dict):
         raise ConfigError(f"{argument}.{err}") from None
 
 
-def _validation_settings(validation: dict | None) -> tuple[dict, InferenceConfig]:
-    """The validation's own settings and its sampling settings, from the ``validation`` hyperparameter (in the
-    layout of older checkpoints too); an unknown key is a one-line config error."""
-    settings = dict(validation or {})
-    sampling = dict(settings.pop(VALIDATION_INFERENCE_KEY, None) or {})
-    for old, new in LEGACY_VALIDATION_SAMPLING.items():
-        if old in settings:
-            sampling.setdefault(new, settings.pop(old))
-    unknown = sorted(set(settings) - set(VALIDATION_DEFAULTS))
-    if unknown:
+def _performance_options(performance: PerformanceConfig | Mapping | None) -> PerformanceConfig:
+    """``performance`` over the defaults; a value out of range is a one-line config error (the schema types the
+    rest)."""
+    options = settings_from(PerformanceConfig, performance, "performance")
+    if options.channels_last not in (True, False, AUTO):
+        raise ConfigError(f"performance.channels_last={options.channels_last!r}: expected true, false or {AUTO}")
+    if not isinstance(options.compile, (bool, dict)):
         raise ConfigError(
-            f"validation.{unknown[0]}: unknown setting; expected one of "
-            f"{sorted([*VALIDATION_DEFAULTS, VALIDATION_INFERENCE_KEY])}"
-        )
-    return {**VALIDATION_DEFAULTS, **settings}, InferenceConfig.from_mapping(sampling, VALIDATION_SAMPLING_KEY)
-
-
-def _performance_options(performance: dict | None) -> dict:
-    """``performance`` merged over the defaults; unknown keys and bad values are one-line config errors."""
-    options = dict(PERFORMANCE_DEFAULTS)
-    for key, value in (performance or {}).items():
-        if key not in PERFORMANCE_DEFAULTS:
-            raise ConfigError(f"performance.{key}: unknown option; expected one of {sorted(PERFORMANCE_DEFAULTS)}")
-        options[key] = value
-    if options["channels_last"] not in (True, False, "auto"):
-        raise ConfigError(f"performance.channels_last={options['channels_last']!r}: expected true, false or auto")
-    if not isinstance(options["fused_adamw"], bool):
-        raise ConfigError(f"performance.fused_adamw={options['fused_adamw']!r}: expected true or false")
-    if not isinstance(options["compile"], (bool, dict)):
-        raise ConfigError(
-            f"performance.compile={options['compile']!r}: expected true, false or a dict of torch.compile arguments"
+            f"performance.compile={options.compile!r}: expected true, false or a mapping of torch.compile arguments"
         )
     return options
 
 
-def _self_condition_rate(value) -> float:
-    """``self_condition`` as a fraction in [0, 1]; anything else is a one-line config error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+def _self_condition_rate(value: float) -> float:
+    """``self_condition`` as a fraction in [0, 1] (its schema, the module's signature, types it); a value out of
+    range is a one-line config error."""
+    if not 0.0 <= value <= 1.0:
         raise ConfigError(
             f"self_condition={value!r}: expected the fraction of training examples given the network's "
             "own estimate, a number in [0, 1] (0: off)"

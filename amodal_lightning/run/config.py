@@ -14,16 +14,22 @@ from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 
-from hydra.errors import CompactHydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.errors import CompactHydraException, ConfigCompositionException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amodal_lightning.errors import AmodalError, ConfigError, causes, file_error_message, find_cause
+from amodal_lightning.run.schema import first_line, register_schemas
 
 log = logging.getLogger(__name__)
 
+HYDRA_VERSION_BASE = "1.3"
 # Exit status for errors the user can fix (bad config value, malformed data), as argparse uses.
 USAGE_ERROR_EXIT_CODE = 2
+# Hydra's messages end with where it searched; the one-line message stops before that.
+SEARCH_PATH_HEADER = "Config search path"
+# Detail lines of an OmegaConf error that repeat what the first line says.
+DETAIL_PREFIXES = ("full_key:", "object_type=", "reference_type=")
 
 
 def config_dir() -> Path:
@@ -36,12 +42,12 @@ def config_dir() -> Path:
 
 def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
     """Compose a config outside ``@hydra.main`` (tests, notebooks), with ``paths.output_dir`` left to the caller.
-    A key that moved is refused in one line naming its new place (:func:`refuse_moved_keys`)."""
+    Its schemas check it as Hydra's own composition does (:mod:`amodal_lightning.run.schema`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    refuse_moved_keys(overrides)
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    register_schemas()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=HYDRA_VERSION_BASE):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
@@ -50,48 +56,13 @@ def to_container(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
-TASK_GROUP = "task"
-MODEL_TASK_KEY = "model.module.task"
-MODEL_IMAGE_SIZE_KEY = "model.image_size"
-
-# Keys that moved, by their old spelling: a command-line override of one is refused in one line naming the new key.
-_PANEL_SAMPLING = {
-    "callbacks.layer_panel": ("sampler", "ensemble_size", "combine", "empty_fraction", "merge_disjoint", "max_layers"),
-    "callbacks.instance_panel": ("sampler", "ensemble_size", "batch_size"),
-}
-MOVED_KEYS = {
-    "model.max_steps": "trainer.max_steps",
-    "model.max_time": "trainer.max_time",
-    "model.gradient_clip_val": "trainer.gradient_clip_val",
-    "model.global_batch_size": "data.batch_size",
-    "model.front_layer_repeats": "data.front_layer_repeats",
-    "model.lr": "model.module.optimizer.lr",
-    "model.weight_decay": "model.module.optimizer.weight_decay",
-    "model.ema_decay": "callbacks.ema.decay",
-    "model.module.validation.sample_steps": "model.module.validation.inference.steps",
-    "model.module.validation.sampler": "model.module.validation.inference.sampler",
-    "model.module.validation.eta": "model.module.validation.inference.eta",
-    "data.image_size": MODEL_IMAGE_SIZE_KEY,
-    **{f"{panel}.sample_steps": "callbacks.panel.inference.steps" for panel in _PANEL_SAMPLING},
-    **{f"{panel}.{key}": f"callbacks.panel.inference.{key}" for panel, keys in _PANEL_SAMPLING.items() for key in keys},
-}
-# The key of a command-line override: after any +, ++ or ~ and before =.
-_OVERRIDE_KEY = re.compile(r"^[+~]*([^=@]+)")
 # The config key an error message starts with: `key=value: ...`, `key: ...` or `key, other: ...`.
 _LEADING_KEY = re.compile(r"^([A-Za-z_]\w*(?:\.\w+)*)(?=[=:,])")
 
 
-def refuse_moved_keys(overrides: Sequence[str]) -> None:
-    """Refuse an override of a key that moved (``model.max_steps=...``) in one line naming where it lives now."""
-    for override in overrides:
-        match = _OVERRIDE_KEY.match(override.strip())
-        key = match.group(1).strip() if match else ""
-        if key in MOVED_KEYS:
-            raise ConfigError(f"{key}: moved to {MOVED_KEYS[key]}")
-
-
-# Arguments an entry point fills from another group's key, by the path they are given at: errors name that key.
-GIVEN_KEYS = {"data": {"image_size": MODEL_IMAGE_SIZE_KEY}}
+# Arguments a config fills from another group's key (conf/train.yaml), by the path they are given at: errors name
+# that key.
+GIVEN_KEYS = {"data": {"image_size": "model.image_size"}}
 
 
 def at_path(path: str, message: str, root_keys: Sequence[str] = ()) -> str:
@@ -128,54 +99,23 @@ def instantiate_at(cfg: DictConfig, path: str, **kwargs):
         raise ConfigError(at_path(path, str(error), list(cfg.keys()))) from None
 
 
-TARGET_KEY = "_target_"
-# Groups whose entries are each one object to build.
-BUILT_GROUPS = ("callbacks", "logger")
-
-
-def drop_unbuilt_entries(cfg: DictConfig) -> list[str]:
-    """Remove (in place) the entries of the callbacks and logger groups that have nothing to build: a recipe's
-    setting for a callback the chosen group leaves out (the EMA decay with ``callbacks=none``). Returns their keys."""
-    dropped = []
-    with open_dict(cfg):
-        for name in BUILT_GROUPS:
-            group = cfg.get(name)
-            if not isinstance(group, DictConfig):
-                continue
-            for key in [k for k, entry in group.items() if isinstance(entry, DictConfig) and TARGET_KEY not in entry]:
-                del group[key]
-                dropped.append(f"{name}.{key}")
-    return dropped
-
-
-def resolve_model_inputs(cfg: DictConfig) -> int:
-    """Give the data the model's image size (in place): the data group does not read the model group, the entry
-    point passes it. Returns the size."""
-    size = cfg.model.get("image_size")
-    with open_dict(cfg):
-        cfg.data.image_size = size
-    return size
-
-
-def resolve_task(cfg: DictConfig) -> dict:
-    """Put the ``task`` group's settings where the module and the data module read them (in place), so the saved
-    run config shows what both used; returns them. The model's own ``model.module.task`` keeps the input
-    convention; a task name set there instead of in the group is refused in one line."""
-    task = OmegaConf.to_container(cfg.get(TASK_GROUP) or {}, resolve=True)
-    model_task = cfg.model.module.get("task") or {}
-    if "name" in model_task and model_task.name != task.get("name", model_task.name):
-        raise ConfigError(
-            f"{MODEL_TASK_KEY}.name={model_task.name}: the task is chosen with task=<name> now "
-            f"(task={task.get('name')} is set)"
-        )
-    with open_dict(cfg):
-        cfg.model.module.task = OmegaConf.merge(model_task, task)
-        cfg.data.task = task
-    return task
+def one_line(exc: BaseException) -> str:
+    """A Hydra error as one line: its lines joined, without the search path and repeated details."""
+    lines = []
+    for line in str(exc).splitlines():
+        line = " ".join(line.split())
+        if line.startswith(SEARCH_PATH_HEADER):
+            break
+        if line and not line.startswith(DETAIL_PREFIXES):
+            lines.append(line)
+    return " ".join(lines) or type(exc).__name__
 
 
 def _user_error_message(exc: BaseException) -> str | None:
-    """The one-line message of an error the user caused, looking through Hydra's instantiation wrapper."""
+    """The one-line message of an error the user caused, looking through Hydra's wrappers: a value or key a schema
+    refuses names its full key; a command line Hydra cannot compose (an option that does not exist, a key that is
+    not there, broken syntax) is Hydra's message on one line."""
+    composing = None
     for cause in causes(exc):
         if isinstance(cause, AmodalError):
             return str(cause)
@@ -183,9 +123,15 @@ def _user_error_message(exc: BaseException) -> str | None:
             return message  # a folder that cannot be made, a file that cannot be written: the user's to fix
         if isinstance(cause, OmegaConfBaseException):
             key = getattr(cause, "full_key", None)
-            text = str(cause).splitlines()[0]
-            return f"{key}: {text}" if key and key not in text else text
-    return None
+            text = first_line(cause)
+            return f"{key}: {text}" if key and not text.startswith(key) else text
+        if isinstance(cause, COMPOSITION_ERRORS) and composing is None:
+            composing = cause
+    if composing is None:
+        return None
+    message = one_line(composing)
+    override = getattr(composing, "override", None)  # a command-line argument Hydra cannot read names it
+    return f"{override}: {message}" if override and override not in message else message
 
 
 class SweepJobError(CompactHydraException):
@@ -193,6 +139,11 @@ class SweepJobError(CompactHydraException):
 
     Hydra prints a compact exception as its message alone, so a sweep that ends on one still ends in one line.
     """
+
+
+# Errors of composing a config from the command line (a missing option, a key not there, broken syntax), and a sweep's
+# record of a job that ended in a user error.
+COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException, SweepJobError)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import torch
 
 from amodal_lightning.errors import ConfigError
 
-CONVENTION_KEY = "model.module.task.convention"
+CONVENTION_KEY = "model.convention"
 
 
 @dataclass(frozen=True)

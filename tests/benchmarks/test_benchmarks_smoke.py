@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from amodal_lightning.inference.loading import load_for_inference
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import compose
 from amodal_lightning.train import train
 from benchmarks import sampling, sampling_steps  # the repository root is on pytest's pythonpath

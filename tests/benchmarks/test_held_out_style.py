@@ -19,8 +19,7 @@ TINY_TRAIN = [
     "trainer.max_steps=2",
     "+trainer.num_sanity_val_steps=0",
     "model.module.validation.inference.steps=2",
-    "callbacks.layer_panel.inference.steps=2",
-    "callbacks.instance_panel.inference.steps=2",
+    "callbacks.panel.inference.steps=2",
     "logger=csv",
 ]
 TINY_EVALUATE = ["num_images=3", "inference.steps=2", "inference.ensemble_size=2", "inference.batch_size=8"]

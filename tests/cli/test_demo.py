@@ -18,7 +18,7 @@ from full_mask_checkpoints import build_checkpoint
 from PIL import Image
 
 from amodal_lightning.errors import ConfigError, DataError
-from amodal_lightning.run.config import compose, instantiate_at, resolve_model_inputs, resolve_task, to_container
+from amodal_lightning.run.config import compose, instantiate_at, to_container
 
 gradio_client = pytest.importorskip(
     "gradio_client", reason="the demo extra is not installed (pip install -e '.[demo]')"
@@ -399,8 +399,6 @@ def test_a_prediction_with_appearance_also_shows_the_whole_object_samples():
 
 def test_the_scenes_offered_are_the_test_scenes_evaluate_scores(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "data.synthetic.num_test=3"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     datamodule = instantiate_at(cfg, "data", _recursive_=False)
     offered = inputs.test_scenes(to_container(cfg), 32, 3)
     for mine, theirs in zip(offered, datamodule.images("test")):

@@ -97,10 +97,10 @@ class StartRate(L.Callback):
 
 def test_a_decaying_rate_ends_with_the_run_and_resumes_where_it_stopped(tmp_path):
     first = tmp_path / "first"
-    schedule = "++model.module.optimizer.schedule=cosine"
+    schedule = "optimizer.schedule=cosine"
     cfg = tiny_config(first, schedule)
     train(cfg)  # 10 steps
-    lr = cfg.model.module.optimizer.lr
+    lr = cfg.optimizer.lr
     half = read_checkpoint(first / "checkpoints" / "step0000005.ckpt")  # our loader: plain data only
     assert half["lr_schedulers"][0]["last_epoch"] == 5
     assert half["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5)
@@ -130,7 +130,7 @@ def _run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_multirun_two_jobs_write_under_outputs(tmp_path):
-    lrs = "model.module.optimizer.lr=1e-4,2e-4"
+    lrs = "optimizer.lr=1e-4,2e-4"
     result = _run_cli(["-m", lrs, "debug=default", "trainer.max_steps=2", *TINY], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted((tmp_path / "outputs" / "train" / "multiruns").glob("*/[0-9]"))
@@ -146,7 +146,7 @@ def test_multirun_two_jobs_write_under_outputs(tmp_path):
     "override,expected",
     [
         ("data=sas data.root={tmp}/missing", "{tmp}/missing"),
-        ("model.module.task.convention=rgb255", "model.module.task.convention"),
+        ("model.convention=rgb255", "model.convention"),
         ("model.module.diffusion.noise_schedule=quadratic", "noise_schedule"),
         ("ckpt_path={tmp}/nothing.ckpt", "{tmp}/nothing.ckpt"),
     ],

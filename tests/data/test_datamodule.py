@@ -19,7 +19,7 @@ from amodal_lightning.data.sources.sas import SasFolders
 from amodal_lightning.data.sources.scenes import GeneratedScenes
 from amodal_lightning.errors import ConfigError, DataError
 from amodal_lightning.orientations import ORIENTATION_SETS
-from amodal_lightning.run.config import compose, resolve_model_inputs
+from amodal_lightning.run.config import compose
 
 SIZE = 32
 # The keys of a layer task's batch.
@@ -369,7 +369,6 @@ def test_data_configs_instantiate(option, sas_root, tmp_path):
     else:
         overrides += [f"data.synthetic.{key}={value}" for key, value in TINY_SYNTHETIC.items()]
     cfg = compose("train", overrides)
-    resolve_model_inputs(cfg)  # what train.py does: the data group does not read the model's size
     dm = instantiate(cfg.data, _convert_="all")
     assert isinstance(dm, AmodalDataModule)
     assert isinstance(dm.source, SasFolders if option == "sas" else GeneratedScenes)
@@ -394,6 +393,5 @@ def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
     with pytest.raises(ConfigError, match=r"^val_fraction: required by this data config's source"):
         AmodalDataModule(SasFolders, root=tmp_path, test_fraction=0.0)
     cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
-    resolve_model_inputs(cfg)
     source = instantiate(cfg.data, _convert_="all").source
     assert (source.val_fraction, source.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)

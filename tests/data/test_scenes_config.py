@@ -11,7 +11,7 @@ from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.data.sources.base import SPLITS
 from amodal_lightning.data.sources.scenes import DEFAULT_SPLIT_SIZES, SPLIT_STRIDE
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.run.config import compose, config_dir, instantiate_at, resolve_model_inputs, resolve_task
+from amodal_lightning.run.config import compose, config_dir, instantiate_at
 
 SIZE = 16
 
@@ -29,8 +29,6 @@ def test_the_data_config_lists_every_generator_argument_with_its_default():
 
 def data_module(*overrides: str):
     cfg = compose("train", [*overrides, "paths.output_dir=.", f"model.image_size={SIZE}"])
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     return instantiate_at(cfg, "data", _recursive_=False)
 
 

@@ -24,7 +24,7 @@ from amodal_lightning.data.datasets import (
     ShuffleSampler,
 )
 from amodal_lightning.run.checkpoints import read_checkpoint
-from amodal_lightning.run.config import compose, instantiate_at, resolve_model_inputs, resolve_task
+from amodal_lightning.run.config import compose, instantiate_at
 from amodal_lightning.train import train
 
 # 4 scenes with their layer-0 samples repeated (the recipe's front_layer_repeats): 4 batches of 8 an epoch, the last
@@ -76,8 +76,6 @@ def uninterrupted(tmp_path_factory):
 
 def test_the_tiny_run_has_the_epochs_the_tests_assume(tmp_path):
     cfg = config(tmp_path)
-    resolve_task(cfg)
-    resolve_model_inputs(cfg)
     datamodule = instantiate_at(cfg, "data", _recursive_=False)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()

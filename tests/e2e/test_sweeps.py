@@ -47,7 +47,7 @@ def last_logged(job: Path, key: str) -> float:
 @pytest.mark.slow
 def test_basic_multirun_returns_the_metric_and_logs_one_wandb_run_per_job(tmp_path):
     result = run_train(
-        ["-m", "model.module.optimizer.lr=1e-4,2e-4", *TINY_JOB, "logger=[csv,wandb]", RECORD_RETURNS],
+        ["-m", "optimizer.lr=1e-4,2e-4", *TINY_JOB, "logger=[csv,wandb]", RECORD_RETURNS],
         tmp_path,
         WANDB_MODE="offline",
     )
@@ -110,7 +110,7 @@ def test_a_failing_job_is_one_line_and_does_not_stop_the_other_jobs(tmp_path):
     message = "data.synthetic: min_objects=1, max_objects=0: expected 1 <= min <= max"
     assert f"error: {message}" in result.stdout, "the failed job logs its one-line error (Hydra logs to stdout)"
     assert f"data.synthetic.max_objects=0', {TINY_JOB[0]!r}" in result.stderr, "the sweep names the failed job"
-    assert message in result.stderr.strip().splitlines()[-3:], "the sweep ends on the one-line error"
+    assert f"error: {message}" in result.stderr.strip().splitlines()[-3:], "the sweep ends on the one-line error"
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
     assert json.loads((sweep / "0" / "returned.json").read_text()) == "failed"
     assert json.loads((sweep / "1" / "returned.json").read_text()) == pytest.approx(

@@ -10,7 +10,7 @@ from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.inference.evaluation import LayerEvaluator, format_table
 from amodal_lightning.inference.instance_evaluation import InstanceEvaluator
 from amodal_lightning.inference.layers import LayerInference
-from amodal_lightning.inference.sequential import InferenceConfig
+from amodal_lightning.models.sampling import InferenceConfig
 
 DATA_SIDE = 2 * SIDE  # the data is twice the model's size: everything is resized in and out
 

@@ -31,8 +31,8 @@ from amodal_lightning.inference.instance_ap_evaluation import (
 from amodal_lightning.inference.layer_instances import InstanceSettings, split_layers
 from amodal_lightning.inference.layers import LayerInference
 from amodal_lightning.inference.resolution import image_to_model
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.metrics.ap import AMODAL, CLASS_AGNOSTIC, HIDDEN, VISIBLE, instance_ap
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.tasks.layers import LayersTask
 
 SIDE = 32

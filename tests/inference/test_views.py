@@ -5,8 +5,9 @@ import torch
 from scripted_module import SIDE, Scripted, block
 
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.sequential import InferenceConfig, SequentialInference
+from amodal_lightning.inference.sequential import SequentialInference
 from amodal_lightning.inference.views import VIEW_SETS, from_member_views, to_member_views
+from amodal_lightning.models.sampling import InferenceConfig
 
 
 @pytest.mark.parametrize("name", sorted(VIEW_SETS))

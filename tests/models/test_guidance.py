@@ -5,9 +5,9 @@ import torch
 from task_configs import task_config
 
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.models.guidance import GuidedDenoiser, batched_guidance, drop_conditioning, mix
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.sampling import InferenceConfig
 
 UNET = {
     "image_size": 16,

@@ -12,11 +12,23 @@ from lightning.pytorch.callbacks import Timer
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.lr_schedule import BudgetScheduler, DecayShape, TrainingBudget
+from amodal_lightning.models.settings import OptimizerConfig
 from amodal_lightning.run.config import compose
 
 
+def decay_shape(name: str, **changes) -> DecayShape:
+    """The schedule ``name`` with the optimiser settings' defaults except ``changes``."""
+    defaults = OptimizerConfig()
+    settings = {
+        "warmup_steps": defaults.warmup_steps,
+        "min_ratio": defaults.min_lr_ratio,
+        "decay_fraction": defaults.decay_fraction,
+    }
+    return DecayShape(name, **{**settings, **changes})
+
+
 def test_warmup_then_cosine_down_to_the_floor():
-    shape = DecayShape("cosine", warmup_steps=4, min_ratio=0.1)
+    shape = decay_shape("cosine", warmup_steps=4, min_ratio=0.1)
     assert [shape(s, 0.0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert shape(4, 0.5) == pytest.approx(0.1 + 0.9 * 0.5)  # half the budget spent
     assert shape(10, 1.0) == pytest.approx(0.1)
@@ -26,7 +38,7 @@ def test_warmup_then_cosine_down_to_the_floor():
 
 
 def test_linear_tail_holds_the_rate_then_falls_in_a_straight_line():
-    shape = DecayShape("linear_tail", decay_fraction=0.25)
+    shape = decay_shape("linear_tail", decay_fraction=0.25)
     assert [shape(1, spent) for spent in (0.0, 0.5, 0.75)] == [1.0, 1.0, 1.0]
     assert shape(1, 0.875) == pytest.approx(0.5)
     assert shape(1, 1.0) == 0.0
@@ -43,7 +55,7 @@ def test_linear_tail_holds_the_rate_then_falls_in_a_straight_line():
 )
 def test_bad_shapes_are_one_line(kwargs, key):
     with pytest.raises(ConfigError, match=key) as info:
-        DecayShape(**kwargs)
+        decay_shape(**kwargs)
     assert "\n" not in str(info.value)
 
 
@@ -70,7 +82,7 @@ def test_a_decay_without_a_budget_is_one_line():
 
 def _module(tmp_path, max_steps, **optimizer):
     overrides = [f"paths.output_dir={tmp_path}"]
-    overrides += [f"++model.module.optimizer.{key}={value}" for key, value in optimizer.items()]
+    overrides += [f"optimizer.{key}={value}" for key, value in optimizer.items()]
     module = instantiate(compose("train", overrides).model.module, _convert_="all")
     module._trainer = _trainer(max_steps)
     return module

@@ -19,7 +19,7 @@ EAGER_COMPILE = "{backend:eager}"
 
 def small_module(tmp_path, **performance):
     # A constant rate: configure_optimizers then returns the bare optimiser, with no Trainer needed for a budget.
-    overrides = [f"paths.output_dir={tmp_path}", "model.module.optimizer.schedule=constant"]
+    overrides = [f"paths.output_dir={tmp_path}", "optimizer.schedule=constant"]
     overrides += [f"++model.module.performance.{key}={value}" for key, value in performance.items()]
     return instantiate(compose("train", overrides).model.module, _convert_="all")
 
@@ -87,7 +87,7 @@ def test_compile_is_for_training_steps_only(tmp_path):
 
 @pytest.mark.parametrize(
     "key,value,word",
-    [("channels_last", "yes", "channels_last"), ("compile", "fast", "compile"), ("flash", "true", "unknown option")],
+    [("channels_last", "yes", "channels_last"), ("compile", "fast", "compile"), ("flash", "true", "performance.flash")],
 )
 def test_bad_performance_options_are_one_line(tmp_path, key, value, word):
     with pytest.raises(Exception) as info:

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from omegaconf.errors import ValidationError
 
 from amodal_lightning.diffusion import build_diffusion
-from amodal_lightning.errors import ConfigError
+from amodal_lightning.errors import ConfigError, find_cause
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
 from amodal_lightning.run.config import compose, instantiate_at
@@ -99,7 +100,14 @@ def test_the_network_must_take_the_estimate_channel(tmp_path):
     assert build_module(tmp_path, "++model.module.self_condition=0.5").net.input_blocks[0][0].in_channels == 6 * 2 * 2
 
 
-@pytest.mark.parametrize("value", [1.5, -0.1, "yes", True])
+@pytest.mark.parametrize("value", [1.5, -0.1])
 def test_self_condition_must_be_a_fraction(tmp_path, value):
     with pytest.raises(ConfigError, match="^model.module.self_condition=.*expected .* in \\[0, 1\\]"):
-        build_module(tmp_path, f"++model.module.self_condition={value}", "model.module.unet.in_channels=6")
+        build_module(tmp_path, f"model.module.self_condition={value}", "model.module.unet.in_channels=6")
+
+
+@pytest.mark.parametrize("value", ["yes", True])
+def test_self_condition_must_be_a_number(tmp_path, value):
+    with pytest.raises(Exception) as info:  # noqa: PT011 - Hydra wraps the schema's error
+        build_module(tmp_path, f"model.module.self_condition={value}")
+    assert find_cause(info.value, ValidationError).full_key == "model.module.self_condition"

@@ -1,4 +1,5 @@
-"""The module's validation samples as the inference config says; checkpoints in the older layout still load."""
+"""The module's validation samples as the inference config says; settings a checkpoint lacks take the schema's
+defaults."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from omegaconf import OmegaConf
 
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.loading import load_for_inference
-from amodal_lightning.inference.sequential import InferenceConfig, inference_defaults
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.sampling import InferenceConfig
+from amodal_lightning.models.settings import PerformanceConfig, ValidationConfig
 from amodal_lightning.run.config import compose
-
-# How the validation settings were stored before they were an inference config.
-LEGACY_VALIDATION = {"sample_steps": 7, "sampler": "ancestral", "num_batches": 2}
 
 
 def _hparams(tmp_path, **changes) -> dict:
@@ -25,24 +24,29 @@ def _hparams(tmp_path, **changes) -> dict:
 
 def test_the_composed_validation_is_the_inference_config_with_its_steps(tmp_path):
     module = AmodalDiffusionModule(**_hparams(tmp_path))
-    assert module.validation_sampling == InferenceConfig.from_mapping({**inference_defaults(), "steps": 10})
-    assert module.validation_cfg == {"num_batches": 1, "seed": 0}
+    assert module.validation == ValidationConfig(num_batches=1, seed=0, inference=InferenceConfig(steps=10))
 
 
-def test_a_checkpoint_with_the_older_validation_settings_loads(tmp_path):
-    module = AmodalDiffusionModule(**_hparams(tmp_path, validation=LEGACY_VALIDATION))
+def test_a_checkpoint_without_validation_or_performance_settings_loads_with_the_defaults(tmp_path):
+    hparams = _hparams(tmp_path, optimizer={"lr": 1e-4})  # as a converted SAS checkpoint holds them
+    del hparams["validation"], hparams["performance"]
+    module = AmodalDiffusionModule(**hparams)
     path = tmp_path / "old.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
     loaded = load_for_inference(path, torch.device("cpu")).module
-    assert (loaded.validation_sampling.steps, loaded.validation_sampling.sampler) == (7, "ancestral")
-    assert loaded.validation_cfg["num_batches"] == 2
+    assert loaded.validation == ValidationConfig() and loaded.performance == PerformanceConfig()
+    assert loaded.optimizer_settings.lr == 1e-4 and loaded.optimizer_settings.schedule == "constant"
 
 
-def test_an_unknown_validation_setting_is_one_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"^validation.samples: unknown setting"):
+def test_an_unknown_or_mistyped_setting_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^validation.samples: "):
         AmodalDiffusionModule(**_hparams(tmp_path, validation={"samples": 3}))
-    with pytest.raises(ConfigError, match=r"^validation.inference.stepz: unknown setting"):
+    with pytest.raises(ConfigError, match=r"^validation.inference.stepz: "):
         AmodalDiffusionModule(**_hparams(tmp_path, validation={"inference": {"stepz": 3}}))
+    with pytest.raises(ConfigError, match=r"^performance.fused_adamw: "):
+        AmodalDiffusionModule(**_hparams(tmp_path, performance={"fused_adamw": "sometimes"}))
+    with pytest.raises(ConfigError, match=r"^optimizer.lr: "):
+        AmodalDiffusionModule(**_hparams(tmp_path, optimizer={"lr": "fast"}))
 
 
 def test_validation_steps_the_schedule_cannot_honour_fail_before_training(tmp_path):

@@ -5,7 +5,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from amodal_lightning.run.config import compose, config_dir, resolve_model_inputs
+from amodal_lightning.run.config import compose, config_dir
 
 GROUPS = ["task", "data", "model", "trainer", "callbacks", "logger", "debug", "experiment", "recipe"]
 SAS_UNET64_PARAMS = 82_960_130
@@ -65,7 +65,6 @@ def test_default_config_uses_whatever_hardware_is_present(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}"])
     assert cfg.trainer.accelerator == "auto" and cfg.trainer.devices == "auto"
     assert cfg.trainer.max_steps > 0, "training must end"
-    resolve_model_inputs(cfg)
     assert cfg.data.image_size == cfg.model.image_size
 
 
@@ -78,7 +77,7 @@ def test_no_device_ordinal_in_any_config():
 @pytest.mark.parametrize("choice", [["model=unet64", "trainer.devices=auto"], ["experiment=sas_unet64"]])
 def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_keys, choice):
     cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", f"++data.root={tmp_path}"])
-    optimizer = cfg.model.module.optimizer
+    optimizer = cfg.optimizer
     assert cfg.model.image_size == 64 and cfg.data.batch_size == 256
     assert optimizer.lr == 1e-4 and optimizer.weight_decay == 0.0 and optimizer.schedule == "constant"
     assert cfg.callbacks.ema.decay == 0.9999 and cfg.trainer.gradient_clip_val is None
@@ -101,7 +100,7 @@ def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_ke
 
 def test_small_model_and_callbacks_instantiate(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "logger=csv"])
-    module = instantiate(cfg.model.module, _convert_="all")
+    module = instantiate(cfg.model.module, _convert_="all", _recursive_=False)
     x = torch.zeros(2, 5, cfg.model.image_size, cfg.model.image_size)
     assert module.net(x, torch.tensor([0, 999])).shape == (2, 2, cfg.model.image_size, cfg.model.image_size)
     for entry in cfg.callbacks.values():
@@ -123,7 +122,7 @@ def test_wandb_logger_needs_no_account(tmp_path, monkeypatch):
 
 def test_the_quickstart_is_the_default_and_trains_as_before(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}"])
-    optimizer = cfg.model.module.optimizer
+    optimizer = cfg.optimizer
     assert cfg.model.image_size == 32 and cfg.data.batch_size == 64 and cfg.data.front_layer_repeats == 4
     assert optimizer.lr == 3e-3 and optimizer.schedule == "linear_tail" and optimizer.decay_fraction == 0.2
     assert cfg.callbacks.ema.decay == 0.99 and cfg.trainer.gradient_clip_val == 1.0
@@ -137,9 +136,38 @@ def test_the_quickstart_is_the_default_and_trains_as_before(tmp_path):
     assert instance.task._target_.endswith("InstanceTask") and instance.data.batch_size == 64
 
 
-def test_no_group_reads_another_groups_keys():
+# Values one group takes from another, each a reference in conf/train.yaml: (key, the key it refers to).
+CROSS_GROUP_REFERENCES = {
+    "data.image_size": "model.image_size",
+    "data.task": "task",
+    "model.module.task": "task",
+    "task.convention": "model.convention",
+    "model.module.optimizer": "optimizer",
+    "data.shuffle_seed": "seed",
+}
+
+
+@pytest.mark.parametrize("task", ["layers", "instance"])
+def test_what_one_group_takes_from_another_is_a_reference(task, tmp_path):
+    cfg = compose("train", [f"task={task}", f"paths.output_dir={tmp_path}"])
+    as_written = OmegaConf.to_container(cfg, resolve=False)
+    for key, source in CROSS_GROUP_REFERENCES.items():
+        assert _get(as_written, key) == "${" + source + "}", f"{key} is not ${{{source}}}"
+        assert OmegaConf.select(cfg, key) == OmegaConf.select(cfg, source)
+    assert cfg.model.module.task.name == cfg.data.task.name == cfg.task.name
+    assert cfg.model.module.task.convention == cfg.model.convention
+
+
+def test_no_group_file_reads_another_groups_keys_except_the_validation_steps():
+    """Only conf/train.yaml wires groups together; the one exception is the panels' sampling steps, which follow the
+    module's validation and must not exist where the callbacks group leaves the panels out."""
+    allowed = {("callbacks", "${model.module.validation.inference.steps}")}
     for path in config_dir().rglob("*.yaml"):
         group = path.relative_to(config_dir()).parts[0]
-        for other in ("model", "data", "trainer", "callbacks", "task", "recipe", "experiment"):
-            if other != group:
-                assert "${" + other + "." not in path.read_text(), f"{path} reads ${{{other}.…}}"
+        text = path.read_text()
+        for other in ("model", "data", "trainer", "callbacks", "task", "recipe", "experiment", "optimizer"):
+            if other == group or path.parent == config_dir():
+                continue
+            for start in [i for i in range(len(text)) if text.startswith("${" + other + ".", i)]:
+                reference = text[start : text.index("}", start) + 1]
+                assert (group, reference) in allowed, f"{path} reads {reference}"

@@ -1,5 +1,6 @@
-"""Every one-line config error names a key the user can set: moved keys name their new place, errors raised inside
-what a config builds are named by their full config key, and every key an error names exists."""
+"""Every one-line config error names a key the user can set: a value of the wrong type or a key that does not exist is
+refused by the schemas naming its full key, errors raised inside what a config builds are named by their full config
+key, and every key an error names exists."""
 
 from __future__ import annotations
 
@@ -14,14 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from amodal_lightning.errors import ConfigError
-from amodal_lightning.run.config import (
-    MOVED_KEYS,
-    at_path,
-    compose,
-    drop_unbuilt_entries,
-    instantiate_at,
-    resolve_model_inputs,
-)
+from amodal_lightning.run.config import at_path, compose, instantiate_at, user_errors_as_one_line
+from amodal_lightning.train import instantiate_group
 
 PACKAGE = Path(__file__).resolve().parents[2] / "amodal_lightning"
 # The first string of each `ConfigError(...)` and the key it starts with (`key=value: ...`, `key: ...`, `key, ...`).
@@ -52,7 +47,7 @@ INFERENCE_KEYS = (
 )
 # A key that starts with one of these is already full (raised after instantiation, e.g. at setup).
 ROOT_KEYS = ("data", "model", "trainer", "callbacks", "task", "logger")
-INFERENCE_MODULES = ("inference/sequential.py", "inference/ensemble.py")
+INFERENCE_MODULES = ("models/sampling.py",)
 # Errors of arguments that no config sets: SAS's command-line flags, programmatic arguments of library functions,
 # and values computed from other keys.
 NOT_CONFIG_KEYS = {
@@ -86,8 +81,6 @@ def _composed_configs(tmp: Path) -> list:
     configs.append(compose("train", [train[0], "data=cocoa", f"data.annotations={tmp}/a.json", f"data.images={tmp}"]))
     for name in ("predict", "evaluate", "score", "check", "convert", "demo"):
         configs.append(compose(name, ["data=sas"] if name in ("evaluate", "convert") else []))
-    for cfg in configs[:8]:
-        resolve_model_inputs(cfg)
     return configs
 
 
@@ -131,30 +124,70 @@ def test_every_key_a_config_error_names_exists(tmp_path):
     assert not absent, f"errors name keys no config has: {absent}"
 
 
-def test_moved_keys_name_a_key_that_exists_and_are_refused_in_one_line(tmp_path):
-    configs = _composed_configs(tmp_path)
-    as_composed = [compose("train", [f"paths.output_dir={tmp_path}"])]
-    for old, new in MOVED_KEYS.items():
-        assert _exists(configs, new), f"{old} moved to {new}, which no config has"
-        assert not _exists(as_composed, old), f"{old} still exists"
-        with pytest.raises(ConfigError, match=f"^{re.escape(old)}: moved to {re.escape(new)}$"):
-            compose("train", [f"paths.output_dir={tmp_path}", f"{old}=1"])
-    with pytest.raises(ConfigError, match="^model.lr: moved to model.module.optimizer.lr$"):
-        compose("train", ["+model.lr=1"])
+# (entry config, override, the full key the error names): a value of the wrong type or a key no schema has.
+REFUSED = [
+    ("train", "optimizer.lr=abc", "optimizer.lr"),
+    ("train", "optimizer.lr=true", "optimizer.lr"),
+    ("train", "optimizer.learning_rate=1", "optimizer.learning_rate"),
+    ("train", "optimizer.betas=[0.9,x]", "optimizer.betas[1]"),
+    ("train", "seed=abc", "seed"),
+    ("train", "final_validation=maybe", "final_validation"),
+    ("train", "ckpt_path=[1]", "ckpt_path"),
+    ("train", "model.image_size=big", "model.image_size"),
+    ("train", "model.convention=[sas]", "model.convention"),
+    ("train", "model.module.self_condition=half", "model.module.self_condition"),
+    ("train", "model.module.performance.fused_adamw=maybe", "model.module.performance.fused_adamw"),
+    ("train", "model.module.performance.fast=true", "model.module.performance.fast"),
+    ("train", "model.module.validation.num_batches=1.5", "model.module.validation.num_batches"),
+    ("train", "model.module.validation.inference.stepz=1", "model.module.validation.inference.stepz"),
+    ("train", "callbacks.ema.decay=high", "callbacks.ema.decay"),
+    ("train", "callbacks.ema.rate=0.9", "callbacks.ema.rate"),
+    ("train", "callbacks.panel.inference.ensemble_size=two", "callbacks.panel.inference.ensemble_size"),
+    ("predict", "inference.steps=x", "inference.steps"),
+    ("predict", "inference.stepz=1", "inference.stepz"),
+    ("predict", "seed=x", "seed"),
+    ("evaluate", "num_images=all", "num_images"),
+    ("evaluate", "teacher_forced=maybe", "teacher_forced"),
+    ("score", "min_visible_pixels=x", "min_visible_pixels"),
+    ("score", "occlusion_edges=[a]", "occlusion_edges[0]"),
+    ("check", "deep=maybe", "deep"),
+    ("convert", "image_size=x", "image_size"),
+    ("demo", "port=x", "port"),
+    ("demo", "open_scene=first", "open_scene"),
+]
 
 
-@pytest.mark.slow
-def test_an_old_spelling_on_the_command_line_is_one_line(tmp_path):
+@pytest.mark.parametrize("entry,override,key", REFUSED, ids=[f"{e}:{o}" for e, o, _ in REFUSED])
+def test_a_wrong_type_or_unknown_key_is_refused_in_one_line_naming_the_full_key(entry, override, key, capsys):
+    overrides = ["paths.output_dir=.", override] if entry == "train" else [override]
+    with pytest.raises(SystemExit) as exit_info, user_errors_as_one_line():
+        compose(entry, overrides)
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and line.startswith(f"error: {key}: "), line
+
+
+def test_a_config_file_with_a_key_its_schema_lacks_is_refused_naming_it(tmp_path, capsys):
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "typo.yaml").write_text("# @package _global_\noptimizer:\n  lrate: 1e-3\n")
+    with pytest.raises(SystemExit), user_errors_as_one_line():
+        compose("train", ["paths.output_dir=.", f"hydra.searchpath=[file://{tmp_path}]", "+extra=typo"])
+    assert "optimizer.lrate" in capsys.readouterr().err
+
+
+def test_a_mistake_on_the_command_line_is_one_line_naming_the_key(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent), "HYDRA_FULL_ERROR": "0"}
-    result = subprocess.run(
-        [sys.executable, "-m", "amodal_lightning.train", "model.max_steps=5"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: model.max_steps: moved to trainer.max_steps"
+    for argv, key in [(["optimizer.lr=abc"], "optimizer.lr"), (["model=unet99"], "model/unet99")]:
+        result = subprocess.run(
+            [sys.executable, "-m", "amodal_lightning.train", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], result.stderr
 
 
 def test_errors_raised_inside_what_a_config_builds_name_the_full_key(tmp_path):
@@ -166,15 +199,13 @@ def test_errors_raised_inside_what_a_config_builds_name_the_full_key(tmp_path):
     }
     for override, expected in cases.items():
         cfg = compose("train", [*base, "data=sas", f"data.root={tmp_path}", "data.test_fraction=0.5", override])
-        resolve_model_inputs(cfg)
         path = "data" if override.startswith("data.") else "model.module"
         with pytest.raises(ConfigError, match=expected):
-            instantiate_at(cfg, path)
+            instantiate_at(cfg, path, _recursive_=False)
     # The data's image size is the model's: its error names model.image_size.
     cfg = compose("train", [*base, "model.image_size=4"])
-    resolve_model_inputs(cfg)
     with pytest.raises(ConfigError, match=r"^model.image_size=4: expected at least 8 pixels"):
-        instantiate_at(cfg, "data")
+        instantiate_at(cfg, "data", _recursive_=False)
 
 
 def test_at_path_leaves_keys_of_the_root_alone():
@@ -187,6 +218,16 @@ def test_at_path_leaves_keys_of_the_root_alone():
 
 def test_a_recipe_setting_for_a_callback_left_out_builds_nothing(tmp_path):
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "callbacks=none"])
-    assert "ema" in cfg.callbacks  # the recipe's decay, with no EMA callback to take it
-    assert sorted(drop_unbuilt_entries(cfg)) == ["callbacks.ema", "callbacks.panel"]
-    assert not cfg.callbacks
+    composed = OmegaConf.to_container(cfg)
+    assert OmegaConf.to_container(cfg.callbacks) == {"ema": {"decay": 0.99}}  # the recipe's, with no EMA to take it
+    assert instantiate_group(cfg, "callbacks") == []
+    assert OmegaConf.to_container(cfg) == composed, "the config is left as composed"
+
+
+def test_a_key_added_with_plus_to_a_schema_is_refused_where_it_is_read(tmp_path):
+    cfg = compose("train", [f"paths.output_dir={tmp_path}", "+optimizer.lrate=1"])
+    with pytest.raises(ConfigError, match=r"^optimizer.lrate: "):
+        instantiate_at(cfg, "model.module", _recursive_=False)
+    cfg = compose("train", [f"paths.output_dir={tmp_path}", "+model.module.validation.inference.stepz=1"])
+    with pytest.raises(ConfigError, match=r"^model.module.validation.inference.stepz: "):
+        instantiate_at(cfg, "model.module", _recursive_=False)

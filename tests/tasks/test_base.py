@@ -13,8 +13,8 @@ from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.base import Evaluator, Inference
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.models.module import AmodalDiffusionModule
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.run.config import config_dir
 from amodal_lightning.task_config import TASKS_BY_OLD_NAME, build_task, task_class
 from amodal_lightning.tasks.base import Task

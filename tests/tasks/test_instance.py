@@ -13,8 +13,8 @@ from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.inference.instance import InstanceInference
-from amodal_lightning.inference.sequential import InferenceConfig
 from amodal_lightning.masks import CropBox
+from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.task_config import build_task
 from amodal_lightning.tasks.instance import InstanceTask
 
