@@ -8,7 +8,7 @@ from amodal_lightning.inference.loading import HPARAMS_KEY
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.run.checkpoints import RUN_CONFIG_KEY, STATE_DICT_KEY
 from amodal_lightning.run.config import compose, to_container
-from amodal_lightning.run.schema import TARGET_KEY
+from amodal_lightning.run.schema import RECURSIVE_KEY, TARGET_KEY
 
 
 def build_checkpoint(path: Path, task: str) -> Path:
@@ -17,6 +17,7 @@ def build_checkpoint(path: Path, task: str) -> Path:
     cfg = compose("train", [f"paths.output_dir={path.parent}", f"task={task}"])
     hparams = to_container(cfg.model.module)
     hparams.pop(TARGET_KEY)
+    hparams.pop(RECURSIVE_KEY)
     module = AmodalDiffusionModule(**hparams)
     area = module.net.patch_size**2  # output channel c is channels c*area..(c+1)*area before the pixel shuffle
     mask = module.task.target_channels - 1  # the mask is the last target channel (after RGB for task=gestalt)

@@ -43,7 +43,7 @@ STRUCTURES = {4: ndimage.generate_binary_structure(2, 1), 8: ndimage.generate_bi
 SETTINGS_KEY = "instance_split"
 
 
-@dataclass(frozen=True)
+@dataclass
 class InstanceSettings:
     """How layers are split into instances and how each is scored (see the module docstring)."""
 

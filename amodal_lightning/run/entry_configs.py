@@ -47,7 +47,12 @@ class PredictConfig:
     output: str = MISSING
     device: str = MISSING
     seed: int = MISSING
+    instances: bool = MISSING
+    refine_ckpt: Optional[str] = MISSING
+    images: Optional[str] = MISSING
+    annotations: Optional[str] = MISSING
     inference: Any = MISSING
+    instance_split: Any = MISSING
 
 
 @dataclass
@@ -63,8 +68,11 @@ class EvaluateConfig:
     device: str = MISSING
     seed: int = MISSING
     reference_ckpt: Optional[str] = MISSING
+    instances: bool = MISSING
+    refine_ckpt: Optional[str] = MISSING
     data: Any = None
     inference: Any = MISSING
+    instance_split: Any = MISSING
 
 
 @dataclass
@@ -74,11 +82,14 @@ class ScoreConfig:
     task_name: str = MISSING
     annotations: str = MISSING
     results: str = MISSING
+    protocol: str = MISSING
     source: Optional[str] = MISSING
     include_stuff: bool = MISSING
     min_visible_pixels: int = MISSING
     missing_results: str = MISSING
     occlusion_edges: list[float] = MISSING
+    classes: str = MISSING
+    visible_ratios: list[float] = MISSING
     output: Optional[str] = MISSING
 
 
@@ -113,7 +124,9 @@ class DemoConfig:
     port_search: int = MISSING
     samples_shown: int = MISSING
     seed: int = MISSING
+    refine_ckpt: Optional[str] = MISSING
     scenes: int = MISSING
     open_scene: Optional[int] = MISSING
     click: Any = MISSING
     inference: Any = MISSING
+    instance_split: Any = MISSING

@@ -51,6 +51,7 @@ SCHEMAS = {
     "demo": "amodal_lightning.run.entry_configs.DemoConfig",
     # Groups and nodes.
     "inference": "amodal_lightning.models.sampling.InferenceConfig",
+    "instance_split": "amodal_lightning.inference.layer_instances.InstanceSettings",
     "optimizer": "amodal_lightning.models.settings.OptimizerConfig",
     "model": "amodal_lightning.models.settings.ModelConfig",
     "module": "amodal_lightning.models.module.AmodalDiffusionModule",
@@ -59,7 +60,11 @@ SCHEMAS = {
 }
 # Arguments of a schema's class that the entry point passes itself, not the config: left out of the schema.
 GIVEN_ARGUMENTS = {"trainer": ("callbacks", "logger")}
+# Nodes that hold the task's config by reference and build the task themselves (amodal_lightning.task_config): their
+# schema sets `_recursive_: false`, so that Hydra, whoever instantiates them, leaves the task's config a config.
+NOT_RECURSIVE = ("module",)
 TARGET_KEY = "_target_"
+RECURSIVE_KEY = "_recursive_"
 # Annotations OmegaConf checks as they are; anything else is typed Any.
 CHECKED_TYPES = (bool, int, float, str)
 
@@ -80,7 +85,9 @@ def register_schemas() -> None:
 def schema_of(name: str) -> type:
     """The dataclass of the schema ``name`` of :data:`SCHEMAS` (derived from a signature where it names a class)."""
     target = get_object(SCHEMAS[name])
-    return target if dataclasses.is_dataclass(target) else signature_schema(target, GIVEN_ARGUMENTS.get(name, ()))
+    if dataclasses.is_dataclass(target):
+        return target
+    return signature_schema(target, GIVEN_ARGUMENTS.get(name, ()), recursive=name not in NOT_RECURSIVE)
 
 
 def _nested_schema(annotation: Any) -> type | None:
@@ -116,14 +123,17 @@ def _type_hints(target: Callable) -> dict[str, Any]:
         return {}
 
 
-def signature_schema(target: Callable, given: Collection[str] = ()) -> type:
+def signature_schema(target: Callable, given: Collection[str] = (), recursive: bool = True) -> type:
     """A dataclass schema of what ``target`` (a class or function) takes: ``_target_`` (the config names what it
     builds), and one field per keyword argument, of :func:`checked_type` of its annotation, with the argument's
     default (none: MISSING, the config must give it; None for an argument typed by a dataclass: that dataclass's
     defaults). ``*args``, ``**kwargs`` and the ``given`` arguments (passed by the code that builds it) are not part
-    of it: a key the schema does not name is refused."""
+    of it: a key the schema does not name is refused. ``recursive`` false adds ``_recursive_: false``: Hydra then
+    passes the node's nested configs to ``target`` as configs instead of building them."""
     hints = _type_hints(target)
     specs: list[tuple] = [(TARGET_KEY, str, dataclasses.field(default=MISSING))]
+    if not recursive:
+        specs.append((RECURSIVE_KEY, bool, dataclasses.field(default=False)))
     for name, parameter in inspect.signature(target).parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name == "self" or name in given:
             continue

@@ -19,6 +19,7 @@ def _hparams(tmp_path, **changes) -> dict:
     cfg = compose("train", [f"paths.output_dir={tmp_path}"])
     hparams = OmegaConf.to_container(cfg.model.module, resolve=True)
     hparams.pop("_target_")
+    hparams.pop("_recursive_")
     return {**hparams, **changes}
 
 

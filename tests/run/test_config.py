@@ -154,7 +154,7 @@ def test_what_one_group_takes_from_another_is_a_reference(task, tmp_path):
     for key, source in CROSS_GROUP_REFERENCES.items():
         assert _get(as_written, key) == "${" + source + "}", f"{key} is not ${{{source}}}"
         assert OmegaConf.select(cfg, key) == OmegaConf.select(cfg, source)
-    assert cfg.model.module.task.name == cfg.data.task.name == cfg.task.name
+    assert cfg.model.module.task._target_ == cfg.data.task._target_ == cfg.task._target_
     assert cfg.model.module.task.convention == cfg.model.convention
 
 
