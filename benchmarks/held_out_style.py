@@ -149,8 +149,11 @@ def checkpoint_scenes(ckpt: Path) -> tuple[dict, bool]:
     """The ``data.synthetic`` settings a checkpoint was trained with, and whether they name styles."""
     run_config = read_checkpoint(ckpt).get(RUN_CONFIG_KEY) or {}
     data = run_config.get("data") or {}
-    if data.get("source") != "synthetic":
-        raise ConfigError(f"--checkpoint {ckpt}: not trained on generated scenes (data.source={data.get('source')})")
+    source = data.get("source")
+    # Checkpoints name their source's class (older ones the string "synthetic").
+    target = source.get("_target_", "") if isinstance(source, dict) else source
+    if target != "synthetic" and not str(target).endswith(".GeneratedScenes"):
+        raise ConfigError(f"--checkpoint {ckpt}: not trained on generated scenes (data.source={source})")
     synthetic = dict(data.get("synthetic") or {})
     return synthetic, "styles" in synthetic
 

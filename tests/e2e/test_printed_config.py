@@ -42,5 +42,5 @@ def test_the_printed_config_is_the_one_the_run_saves(task, tmp_path):
     recorded = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"), resolve=True)
     assert recorded == saved
     assert saved["model"]["module"]["task"] == saved["data"]["task"] == saved["task"]
-    assert saved["task"]["name"] == {"layers": "sequential_layers", "instance": "instance"}[task]
+    assert saved["task"]["_target_"].endswith({"layers": ".LayersTask", "instance": ".InstanceTask"}[task])
     assert saved["data"]["image_size"] == saved["model"]["image_size"]
