@@ -105,16 +105,18 @@ class AnnotationScan:
         return text
 
 
-def read_json(path: str | Path) -> Any:
-    """A parsed JSON file, or a one-line DataError naming it."""
+def read_json(path: str | Path, kind: str = "annotation") -> Any:
+    """A parsed JSON file, or a one-line DataError naming it (``kind`` says what the file is meant to be)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
-        raise DataError(f"{path}: annotation file does not exist") from None
+        raise DataError(f"{path}: {kind} file does not exist") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: expected an annotation file (JSON), found a folder") from None
+        raise DataError(
+            f"{path}: expected {'an' if kind[0] in 'aeiou' else 'a'} {kind} file (JSON), found a folder"
+        ) from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -17,7 +17,6 @@ lacks, a category the annotation file does not list. Masks are decoded one image
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -70,17 +69,7 @@ def read_result_list(path: str | Path, kind: str = "results") -> list:
     """A COCO results file parsed: a JSON list, or a one-line DataError naming the file (``kind`` says what the
     file is meant to be, e.g. ``detections``)."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            entries = json.load(handle)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {kind} file does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: expected a {kind} file (JSON), found a folder") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
+    entries = read_json(path, kind)
     if not isinstance(entries, list):
         raise DataError(
             f"{path}: expected a JSON list of {kind} ({{'image_id', 'segmentation', 'score', 'category_id'}}), "
