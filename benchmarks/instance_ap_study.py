@@ -89,15 +89,22 @@ def masks_of(rles: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
 
 
+def flat(masks: np.ndarray, pixels: int) -> np.ndarray:
+    """Masks (N,H,W) as rows of ``pixels`` values; an empty stack (N=0) too, whatever its shape."""
+    return masks.reshape(len(masks), pixels).astype(np.float64)
+
+
 def overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pixel counts of ``a`` (N,H,W) & ``b`` (M,H,W): (N,M)."""
-    return a.reshape(len(a), -1).astype(np.float64) @ b.reshape(len(b), -1).T.astype(np.float64)
+    """Pixel counts of ``a`` (N,H,W) & ``b`` (M,H,W): (N,M); either may hold no mask."""
+    pixels = int(np.prod(b.shape[1:] if len(b) else a.shape[1:]))
+    return flat(a, pixels) @ flat(b, pixels).T
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every mask of ``a`` (N,H,W) with every mask of ``b`` (M,H,W): (N,M)."""
     inter = overlaps(a, b)
-    union = a.reshape(len(a), -1).sum(1)[:, None] + b.reshape(len(b), -1).sum(1)[None] - inter
+    pixels = int(np.prod(b.shape[1:] if len(b) else a.shape[1:]))
+    union = flat(a, pixels).sum(1)[:, None] + flat(b, pixels).sum(1)[None] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
