@@ -42,6 +42,7 @@ from amodal_lightning.data.sas_folders import load_image, save_mask
 from amodal_lightning.errors import DataError
 from amodal_lightning.inference.base import FolderPredictions
 from amodal_lightning.inference.found_instances import NO_LAYER, ImageInstances, complete_instances
+from amodal_lightning.inference.outputs import readable_batches
 from amodal_lightning.inference.render import MAX_VARIANCE
 from amodal_lightning.inference.render_objects import object_overlay
 
@@ -137,16 +138,7 @@ def predict_instance_folder(
     output.mkdir(parents=True, exist_ok=True)
     log.info("Finding the objects of %d image(s) from %s on %s into %s", len(items), folder, finder.device, output)
     entries, failures, results = [], [], []
-    batch_size = finder.config.batch_size
-    for start in range(0, len(items), batch_size):
-        batch = []
-        for item in items[start : start + batch_size]:
-            try:
-                batch.append((item, load_image(item.path)))
-            except DataError as err:
-                failures.append({"image_id": item.image_id, "path": str(item.path), "error": str(err)})
-        if not batch:
-            continue
+    for batch in readable_batches(items, finder.config.batch_size, failures):
         started = time.perf_counter()
         found = finder.find(
             [image for _, image in batch],

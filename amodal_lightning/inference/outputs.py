@@ -63,7 +63,15 @@ def predict_image_folder(
     output.mkdir(parents=True, exist_ok=True)
     log.info("Predicting %d image(s) from %s on %s into %s", len(items), folder, inference.device, output)
     entries, failures = [], []
-    batch_size = inference.config.batch_size
+    for batch in readable_batches(items, inference.config.batch_size, failures):
+        entries += _predict_batch(inference, batch, output, generator)
+    return FolderPredictions(entries, failures, len(items))
+
+
+def readable_batches(items: list, batch_size: int, failures: list):
+    """``(item, decoded image)`` pairs of the input images ``items``, ``batch_size`` items at a time; an image that
+    cannot be read is added to ``failures`` (its id, path and the reason) and left out; a batch left empty is
+    skipped."""
     for start in range(0, len(items), batch_size):
         batch = []
         for item in items[start : start + batch_size]:
@@ -72,8 +80,7 @@ def predict_image_folder(
             except DataError as err:
                 failures.append({"image_id": item.image_id, "path": str(item.path), "error": str(err)})
         if batch:
-            entries += _predict_batch(inference, batch, output, generator)
-    return FolderPredictions(entries, failures, len(items))
+            yield batch
 
 
 def _predict_batch(inference, batch: list, output: Path, generator) -> list[dict]:
