@@ -103,17 +103,37 @@ def annotation_image_ids(annotations: str | Path) -> dict[str, int | str]:
     }
 
 
-def _entry(found: ImageInstances, folder: Path, source: Path, seconds: float) -> dict:
-    return {
-        "image_id": found.image_id,
-        "result_id": found.result_id,
-        "source": str(source),
-        "outputs": str(folder),
-        "height": int(found.image.shape[0]),
-        "width": int(found.image.shape[1]),
-        "instances": found.details(),
-        "seconds": round(seconds, 4),
-    }
+class InstanceOutputs:
+    """What a prediction over many images writes: each image's objects into ``output/{image_id}/`` as they come,
+    with their entry of the run's summary, and at the end the one COCO results file of them all."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.entries: list[dict] = []
+        self.results: list[dict] = []
+        output.mkdir(parents=True, exist_ok=True)
+
+    def add(self, found: ImageInstances, source: Path, seconds: float) -> None:
+        """Write one image's objects now (so they are kept if a later image fails), and account for them."""
+        folder = write_instances(self.output / found.image_id, found)
+        self.entries.append(
+            {
+                "image_id": found.image_id,
+                "result_id": found.result_id,
+                "source": str(source),
+                "outputs": str(folder),
+                "height": int(found.image.shape[0]),
+                "width": int(found.image.shape[1]),
+                "instances": found.details(),
+                "seconds": round(seconds, 4),
+            }
+        )
+        self.results += found.results()
+
+    def finish(self, failures: list[dict], total: int) -> FolderPredictions:
+        """The results file of every image written, and the run's summary."""
+        path = write_instance_results(self.results, self.output / RESULTS_FILE)
+        return FolderPredictions(self.entries, failures, total, results=path)
 
 
 def predict_instance_folder(
@@ -135,9 +155,9 @@ def predict_instance_folder(
         )
     items = list_input_images(folder)
     listed = None if annotations is None else annotation_image_ids(annotations)
-    output.mkdir(parents=True, exist_ok=True)
+    outputs = InstanceOutputs(output)
     log.info("Finding the objects of %d image(s) from %s on %s into %s", len(items), folder, finder.device, output)
-    entries, failures, results = [], [], []
+    failures: list[dict] = []
     for batch in readable_batches(items, finder.config.batch_size, failures):
         started = time.perf_counter()
         found = finder.find(
@@ -149,11 +169,8 @@ def predict_instance_folder(
         # The images of a batch are sampled together: each is charged an equal share of the batch's time.
         seconds = (time.perf_counter() - started) / len(batch)
         for (item, _), image_found in zip(batch, found):
-            written = write_instances(output / item.image_id, image_found)
-            entries.append(_entry(image_found, written, item.path, seconds))
-            results += image_found.results()
-    path = write_instance_results(results, output / RESULTS_FILE)
-    return FolderPredictions(entries, failures, len(items), results=path)
+            outputs.add(image_found, item.path, seconds)
+    return outputs.finish(failures, len(items))
 
 
 def detected_instances(detections: ImageDetections, image: np.ndarray) -> ImageInstances:
@@ -190,7 +207,7 @@ def predict_detections(
     :data:`IMAGES_PER_UPDATE` images at a time, written into ``output/{image_id}/`` with its score and category
     kept, and the COCO results file of them all. An empty detections list writes an empty results file."""
     per_image = read_detections(detections, images, annotations=annotations)
-    output.mkdir(parents=True, exist_ok=True)
+    outputs = InstanceOutputs(output)
     log.info(
         "Completing %d detection(s) of %d image(s) from %s on %s into %s",
         sum(len(d.entries) for d in per_image),
@@ -199,7 +216,7 @@ def predict_detections(
         completion.device,
         output,
     )
-    entries, failures, results = [], [], []
+    failures: list[dict] = []
     for start in range(0, len(per_image), IMAGES_PER_UPDATE):
         chunk = []
         for detected in per_image[start : start + IMAGES_PER_UPDATE]:
@@ -220,8 +237,5 @@ def predict_detections(
         found = complete_instances(completion, [instances for _, instances in chunk], generator)
         seconds = (time.perf_counter() - started) / len(chunk)
         for (detected, _), image_found in zip(chunk, found):
-            written = write_instances(output / image_found.image_id, image_found)
-            entries.append(_entry(image_found, written, detected.path, seconds))
-            results += image_found.results()
-    path = write_instance_results(results, output / RESULTS_FILE)
-    return FolderPredictions(entries, failures, len(per_image), results=path)
+            outputs.add(image_found, detected.path, seconds)
+    return outputs.finish(failures, len(per_image))
