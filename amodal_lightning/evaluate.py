@@ -49,8 +49,6 @@ ROWS_FILE = "per_{unit}.csv"
 # task's outputs are objects.
 RESULTS_FILE = "results.json"
 TARGET_KEY = "_target_"
-# Keys evaluate.yaml itself puts under `data` (for a named group); anything else needs a named group.
-EVALUATE_DATA_KEYS = {"val_fraction", "test_fraction"}
 
 
 def data_config(cfg: DictConfig, run_config: dict) -> dict:
@@ -59,7 +57,7 @@ def data_config(cfg: DictConfig, run_config: dict) -> dict:
     if named is not None and TARGET_KEY in named:
         # A key the user must give (data.root=???) is refused in one line naming it.
         return OmegaConf.to_container(named, resolve=True, throw_on_missing=True)
-    extra = sorted(set(named or {}) - EVALUATE_DATA_KEYS)
+    extra = sorted(named or {})
     if extra:
         raise ConfigError(f"data.{extra[0]}: name a data group too (data=sas or data=synthetic) to evaluate on it")
     if "data" not in run_config:

@@ -130,8 +130,9 @@ def _fraction(key: str, value: float) -> float:
 class SceneGenerator:
     """Seeded generator of layered occlusion scenes: ``scene(index)`` depends only on ``(seed, index)``.
 
-    The constructor is the config: ``data.synthetic.<key>`` passes straight through (conf/data/synthetic.yaml lists
-    every key with its default).
+    The constructor is the config: ``data.synthetic.<key>`` passes straight through, and the schema of
+    ``data.synthetic`` is derived from this signature (its defaults are these;
+    :data:`amodal_lightning.data.sources.scenes.SyntheticSettings`).
 
     Args:
         image_size: side of the square images in pixels.

@@ -3,7 +3,8 @@
 Their values, and the comments that say what each does, are the entry YAML's: a command's settings have no
 default elsewhere (no code builds them without a config), so each YAML starts from its schema here
 (``- /schema@_here_: train``) and gives every value once. A group node is typed ``Any`` here: its own schema types
-it (``model``: ``/schema@_here_: model`` in conf/model/*.yaml).
+it (``model``: ``/schema@_here_: model`` in conf/model/*.yaml); so is ``held_out``, the fractions of a root's or an
+annotation file's images that the data configs hold out (:class:`amodal_lightning.data.sources.base.HeldOut`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TrainConfig:
     optimized_metric: str = MISSING
     task: Any = MISSING
     data: Any = MISSING
+    held_out: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: Any = MISSING
@@ -71,6 +73,7 @@ class EvaluateConfig:
     instances: bool = MISSING
     refine_ckpt: Optional[str] = MISSING
     data: Any = None
+    held_out: Any = MISSING
     inference: Any = MISSING
     instance_split: Any = MISSING
 
@@ -100,6 +103,7 @@ class CheckConfig:
     deep: bool = MISSING
     require_masks: bool = MISSING
     data: Any = MISSING
+    held_out: Any = MISSING
 
 
 @dataclass
@@ -110,6 +114,7 @@ class ConvertConfig:
     output: str = MISSING
     image_size: int = MISSING
     data: Any = None
+    held_out: Any = MISSING
 
 
 @dataclass

@@ -18,6 +18,15 @@ A config group adopts a schema in two lines: its dataclass (or the class its ``_
 :data:`SCHEMAS`, and ``- /schema@_here_: <name>`` first in the defaults list of each of its options (``@<key>``
 for a node inside the option, as ``conf/model/*.yaml`` do for ``module``). Then its YAML drops every value the
 schema already holds, and the code that takes it as a mapping reads it with :func:`settings_from`.
+
+A group whose options build different classes (``task``: one class per task; ``data``: one source class per data
+config) has one schema per class, in a group of its own under ``schema``: ``task/instance`` of :data:`SCHEMAS` is
+``instance`` of the ConfigStore group ``schema/task``, which ``conf/task/instance.yaml`` starts from with
+``- /schema/task@_here_: instance``. A data config builds the data module, whose ``**source_settings`` go to the
+source its ``source._target_`` names: its schema names both classes, and holds the keyword arguments of both.
+
+A group with no schema (a task or a source of one's own, docs/extending.md) composes as it is: its keys are checked
+when its object is built.
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ from amodal_lightning.errors import ConfigError
 
 # The ConfigStore group that holds every schema: a config starts from one with `- /schema@<package>: <name>`.
 SCHEMA_GROUP = "schema"
+# Separates a group from a schema's name in it (`task/instance`), as in Hydra's group paths.
+GROUP_SEPARATOR = "/"
+DATA_MODULE = "amodal_lightning.data.datamodule.AmodalDataModule"
 # Every schema, by its name in that group: the dotted path of a dataclass, or of the class (or function) whose
 # signature is the schema. Named by path, as a config's `_target_` names what it builds, so that these plumbing
 # modules import nothing above them; the objects are imported when a config is first composed.
@@ -50,6 +62,7 @@ SCHEMAS = {
     "convert": "amodal_lightning.run.entry_configs.ConvertConfig",
     "demo": "amodal_lightning.run.entry_configs.DemoConfig",
     # Groups and nodes.
+    "held_out": "amodal_lightning.data.sources.base.HeldOut",
     "inference": "amodal_lightning.models.sampling.InferenceConfig",
     "instance_split": "amodal_lightning.inference.layer_instances.InstanceSettings",
     "optimizer": "amodal_lightning.models.settings.OptimizerConfig",
@@ -57,12 +70,25 @@ SCHEMAS = {
     "module": "amodal_lightning.models.module.AmodalDiffusionModule",
     "ema": "amodal_lightning.callbacks.ema.EMA",
     "trainer": "lightning.pytorch.Trainer",
+    # Groups whose options build different classes: `<group>/<name>` is `<name>` of the ConfigStore group
+    # `schema/<group>`, named after the option that starts from it.
+    "task/layers": "amodal_lightning.tasks.layers.LayersTask",
+    "task/instance": "amodal_lightning.tasks.instance.InstanceTask",
+    "task/gestalt": "amodal_lightning.tasks.gestalt.GestaltTask",
+    # A pair: the data module and the source class its **source_settings go to (the data options' `source._target_`;
+    # conf/data/cocoa.yaml and the other annotation formats extend annotation_file).
+    "data/synthetic": (DATA_MODULE, "amodal_lightning.data.sources.scenes.GeneratedScenes"),
+    "data/sas": (DATA_MODULE, "amodal_lightning.data.sources.sas.SasFolders"),
+    "data/objects": (DATA_MODULE, "amodal_lightning.data.sources.objects.ObjectFolders"),
+    "data/annotation_file": (DATA_MODULE, "amodal_lightning.data.sources.annotations.AnnotationFile"),
 }
-# Arguments of a schema's class that the entry point passes itself, not the config: left out of the schema.
-GIVEN_ARGUMENTS = {"trainer": ("callbacks", "logger")}
+# Arguments of a schema's class that the code building it passes itself, not the config: left out of the schema. By
+# schema name or by group (every task: the data module passes the model's input size).
+GIVEN_ARGUMENTS = {"trainer": ("callbacks", "logger"), "task": ("image_size",)}
 # Nodes that hold the task's config by reference and build the task themselves (amodal_lightning.task_config): their
-# schema sets `_recursive_: false`, so that Hydra, whoever instantiates them, leaves the task's config a config.
-NOT_RECURSIVE = ("module",)
+# schema sets `_recursive_: false`, so that Hydra, whoever instantiates them, leaves the task's config a config. By
+# schema name or by group.
+NOT_RECURSIVE = ("module", "data")
 TARGET_KEY = "_target_"
 RECURSIVE_KEY = "_recursive_"
 # Annotations OmegaConf checks as they are; anything else is typed Any.
@@ -79,23 +105,43 @@ def register_schemas() -> None:
 
     store = ConfigStore.instance()
     for name in SCHEMAS:
-        store.store(group=SCHEMA_GROUP, name=name, node=schema_of(name))
+        group, _, option = name.rpartition(GROUP_SEPARATOR)
+        store.store(group=GROUP_SEPARATOR.join(filter(None, (SCHEMA_GROUP, group))), name=option, node=schema_of(name))
 
 
 def schema_of(name: str) -> type:
-    """The dataclass of the schema ``name`` of :data:`SCHEMAS` (derived from a signature where it names a class)."""
-    target = get_object(SCHEMAS[name])
+    """The dataclass of the schema ``name`` of :data:`SCHEMAS`: derived from a signature where it names a class, from
+    two (:func:`signature_schema`'s ``receiver``) where it names a pair."""
+    group = name.partition(GROUP_SEPARATOR)[0]
+    given = GIVEN_ARGUMENTS.get(name, GIVEN_ARGUMENTS.get(group, ()))
+    recursive = name not in NOT_RECURSIVE and group not in NOT_RECURSIVE
+    entry = SCHEMAS[name]
+    if isinstance(entry, tuple):
+        builder, receiver = (get_object(path) for path in entry)
+        return signature_schema(builder, given, recursive=recursive, receiver=receiver)
+    target = get_object(entry)
     if dataclasses.is_dataclass(target):
         return target
-    return signature_schema(target, GIVEN_ARGUMENTS.get(name, ()), recursive=name not in NOT_RECURSIVE)
+    return signature_schema(target, given, recursive=recursive)
+
+
+def _is_mapping_or_none(annotation: Any) -> bool:
+    if annotation is type(None):
+        return True
+    origin = typing.get_origin(annotation) or annotation
+    return inspect.isclass(origin) and issubclass(origin, Mapping)
 
 
 def _nested_schema(annotation: Any) -> type | None:
-    """The dataclass an annotation names, alone or in a union (``ValidationConfig | Mapping | None``)."""
+    """The dataclass an annotation names, alone or in a union with mappings and None (``ValidationConfig | Mapping |
+    None``: its settings, as the dataclass or as a mapping). A union with other kinds (``InputConvention | str``:
+    an object or its name) is not a node of settings."""
     if dataclasses.is_dataclass(annotation):
         return annotation
-    schemas = [arg for arg in typing.get_args(annotation) if dataclasses.is_dataclass(arg)]
-    return schemas[0] if len(schemas) == 1 else None
+    args = typing.get_args(annotation)
+    schemas = [arg for arg in args if dataclasses.is_dataclass(arg)]
+    others = [arg for arg in args if not dataclasses.is_dataclass(arg)]
+    return schemas[0] if len(schemas) == 1 and all(map(_is_mapping_or_none, others)) else None
 
 
 def checked_type(annotation: Any) -> Any:
@@ -115,40 +161,91 @@ def checked_type(annotation: Any) -> Any:
     return Any
 
 
-def _type_hints(target: Callable) -> dict[str, Any]:
-    function = target.__init__ if inspect.isclass(target) else target
+def _type_hints(function: Callable) -> dict[str, Any]:
     try:
         return typing.get_type_hints(function)
     except (NameError, TypeError):  # an annotation that does not resolve: those arguments are typed Any
         return {}
 
 
-def signature_schema(target: Callable, given: Collection[str] = (), recursive: bool = True) -> type:
+def _takes_kwargs(parameters: Mapping[str, inspect.Parameter]) -> bool:
+    return any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values())
+
+
+def _signatures(target: Callable, follow_kwargs: bool) -> list[tuple[Mapping[str, inspect.Parameter], dict]]:
+    """``(parameters, type hints)`` of what ``target`` takes: its constructor's (a class) or its own (a function),
+    then, while a constructor takes ``**kwargs`` and ``follow_kwargs``, those of the next constructor up the class's
+    MRO, to which it passes them (GestaltTask's ``**instance_options`` go to InstanceTask's)."""
+    if not inspect.isclass(target):
+        return [(inspect.signature(target).parameters, _type_hints(target))]
+    found = []
+    for klass in target.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        init = vars(klass)["__init__"]
+        parameters = inspect.signature(init).parameters
+        found.append((parameters, _type_hints(init)))
+        if not (follow_kwargs and _takes_kwargs(parameters)):
+            break
+    # A class whose constructor is not its own Python code (a C type): the signature Python reports for it.
+    return found or [(inspect.signature(target).parameters, _type_hints(target.__init__))]
+
+
+def _field(kind: Any, default: Any) -> dataclasses.Field:
+    if dataclasses.is_dataclass(kind) and default in (None, inspect.Parameter.empty):
+        return dataclasses.field(default_factory=kind)
+    if default is inspect.Parameter.empty:
+        return dataclasses.field(default=MISSING)
+    if isinstance(default, (list, dict, tuple)):
+        return dataclasses.field(default_factory=functools.partial(_copy, default))
+    return dataclasses.field(default=default)
+
+
+def signature_schema(
+    target: Callable,
+    given: Collection[str] = (),
+    recursive: bool = True,
+    *,
+    receiver: Callable | None = None,
+    with_target: bool = True,
+    bases: tuple[type, ...] = (),
+    name: str | None = None,
+) -> type:
     """A dataclass schema of what ``target`` (a class or function) takes: ``_target_`` (the config names what it
     builds), and one field per keyword argument, of :func:`checked_type` of its annotation, with the argument's
     default (none: MISSING, the config must give it; None for an argument typed by a dataclass: that dataclass's
-    defaults). ``*args``, ``**kwargs`` and the ``given`` arguments (passed by the code that builds it) are not part
-    of it: a key the schema does not name is refused. ``recursive`` false adds ``_recursive_: false``: Hydra then
-    passes the node's nested configs to ``target`` as configs instead of building them."""
-    hints = _type_hints(target)
-    specs: list[tuple] = [(TARGET_KEY, str, dataclasses.field(default=MISSING))]
+    defaults). ``*args`` and the ``given`` arguments (passed by the code that builds it) are not part of it: a key
+    the schema does not name is refused.
+
+    ``**kwargs`` are followed where they go: with a ``receiver`` (a class or function), to it (the data module's
+    ``**source_settings`` to its source), whose keyword arguments follow ``target``'s own (``target``'s where both
+    name one); otherwise, for a class, to its base class's constructor, up the MRO (GestaltTask's to InstanceTask's;
+    a class whose base takes nothing adds nothing). ``recursive`` false adds ``_recursive_: false``: Hydra then
+    passes the node's nested configs to ``target`` as configs instead of building them. ``with_target`` false
+    leaves ``_target_`` out (a node of settings that a class reads, not one Hydra builds); ``bases`` are dataclasses
+    whose fields come first (``name`` names the dataclass, for messages)."""
+    signatures = _signatures(target, follow_kwargs=receiver is None)
+    if receiver is not None:
+        signatures += _signatures(receiver, follow_kwargs=True)
+    specs: list[tuple] = []
+    if with_target:
+        specs.append((TARGET_KEY, str, dataclasses.field(default=MISSING)))
     if not recursive:
         specs.append((RECURSIVE_KEY, bool, dataclasses.field(default=False)))
-    for name, parameter in inspect.signature(target).parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name == "self" or name in given:
-            continue
-        kind = checked_type(hints.get(name, Any))
-        default = parameter.default
-        if dataclasses.is_dataclass(kind) and default in (None, parameter.empty):
-            spec = dataclasses.field(default_factory=kind)
-        elif default is parameter.empty:
-            spec = dataclasses.field(default=MISSING)
-        elif isinstance(default, (list, dict, tuple)):
-            spec = dataclasses.field(default_factory=functools.partial(_copy, default))
-        else:
-            spec = dataclasses.field(default=default)
-        specs.append((name, kind, spec))
-    return dataclasses.make_dataclass(f"{target.__qualname__.replace('.', '_')}Schema", specs)
+    named = {field.name for base in bases for field in dataclasses.fields(base)}
+    for parameters, hints in signatures:
+        for key, parameter in parameters.items():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or key == "self":
+                continue
+            if key in given or key in named:
+                continue
+            named.add(key)
+            kind = checked_type(hints.get(key, Any))
+            specs.append((key, kind, _field(kind, parameter.default)))
+    if name is None:
+        parts = [target] if receiver is None else [target, receiver]
+        name = "_".join(part.__qualname__.replace(".", "_") for part in parts) + "Schema"
+    return dataclasses.make_dataclass(name, specs, bases=bases)
 
 
 def _copy(value):

@@ -1,6 +1,7 @@
 """AmodalDataModule: the canonical batch, splits by image id, noise mixing, per-device batches, configs."""
 
 import collections
+import dataclasses
 import pickle
 from types import SimpleNamespace
 
@@ -15,6 +16,7 @@ from amodal_lightning.data.datamodule import AmodalDataModule, auto_num_workers
 from amodal_lightning.data.datasets import NoiseMixingSampler
 from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, write_sas_dataset
+from amodal_lightning.data.sources.base import HeldOut
 from amodal_lightning.data.sources.sas import SasFolders
 from amodal_lightning.data.sources.scenes import GeneratedScenes
 from amodal_lightning.errors import ConfigError, DataError
@@ -389,9 +391,16 @@ def test_sas_config_requires_a_root(tmp_path):
 
 
 def test_a_root_needs_its_split_fractions_from_the_data_config(tmp_path):
-    # The data configs are the one place the fractions' defaults live; the source has none of its own.
+    # The fractions' defaults live in one place, the commands' held_out (HeldOut), which the data configs of roots
+    # take; the source has none of its own.
     with pytest.raises(ConfigError, match=r"^val_fraction: required by this data config's source"):
         AmodalDataModule(SasFolders, root=tmp_path, test_fraction=0.0)
     cfg = compose("train", ["data=sas", f"data.root={tmp_path}", f"paths.output_dir={tmp_path}"])
     source = instantiate(cfg.data, _convert_="all").source
-    assert (source.val_fraction, source.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction) == (0.05, 0.0)
+    assert (source.val_fraction, source.test_fraction) == (cfg.data.val_fraction, cfg.data.test_fraction)
+    assert (source.val_fraction, source.test_fraction) == dataclasses.astuple(HeldOut()) == (0.05, 0.0)
+    # A command's own held_out (evaluate reads a named root whole), or the data's key, changes them.
+    cfg = compose("train", ["data=sas", f"data.root={tmp_path}", "held_out.test_fraction=0.5", "data.val_fraction=0.1"])
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.1, 0.5)
+    cfg = compose("evaluate", ["data=sas", f"data.root={tmp_path}"])
+    assert (cfg.data.val_fraction, cfg.data.test_fraction) == (0.0, 1.0)

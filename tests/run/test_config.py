@@ -158,14 +158,19 @@ def test_what_one_group_takes_from_another_is_a_reference(task, tmp_path):
     assert cfg.model.module.task.convention == cfg.model.convention
 
 
-def test_no_group_file_reads_another_groups_keys_except_the_validation_steps():
-    """Only conf/train.yaml wires groups together; the one exception is the panels' sampling steps, which follow the
-    module's validation and must not exist where the callbacks group leaves the panels out."""
-    allowed = {("callbacks", "${model.module.validation.inference.steps}")}
+def test_no_group_file_reads_another_groups_keys_except_the_validation_steps_and_the_held_out_fractions():
+    """Only conf/train.yaml wires groups together. The exceptions: the panels' sampling steps, which follow the
+    module's validation and must not exist where the callbacks group leaves the panels out; and the held-out
+    fractions of roots and annotation files, each command's own (`held_out`), which generated scenes do not have."""
+    allowed = {
+        ("callbacks", "${model.module.validation.inference.steps}"),
+        ("data", "${held_out.val_fraction}"),
+        ("data", "${held_out.test_fraction}"),
+    }
     for path in config_dir().rglob("*.yaml"):
         group = path.relative_to(config_dir()).parts[0]
         text = path.read_text()
-        for other in ("model", "data", "trainer", "callbacks", "task", "recipe", "experiment", "optimizer"):
+        for other in ("model", "data", "trainer", "callbacks", "task", "recipe", "experiment", "optimizer", "held_out"):
             if other == group or path.parent == config_dir():
                 continue
             for start in [i for i in range(len(text)) if text.startswith("${" + other + ".", i)]:

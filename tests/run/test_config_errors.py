@@ -143,6 +143,25 @@ REFUSED = [
     ("train", "callbacks.ema.decay=high", "callbacks.ema.decay"),
     ("train", "callbacks.ema.rate=0.9", "callbacks.ema.rate"),
     ("train", "callbacks.panel.inference.ensemble_size=two", "callbacks.panel.inference.ensemble_size"),
+    # The task and data groups: one schema per class (a task's, the data module's with its source's).
+    ("train", "task.crop=true", "task.crop"),  # the layer task has no crops
+    ("train", "task=instance task.crop_factor=big", "task.crop_factor"),
+    ("train", "task=instance task.cropfactor=2", "task.cropfactor"),
+    ("train", "task=gestalt task.min_crop_size=x", "task.min_crop_size"),
+    ("train", "task=gestalt task.hidden_rgb_weight=heavy", "task.hidden_rgb_weight"),
+    ("train", "data.batch_size=many", "data.batch_size"),
+    ("train", "data.shuffle=true", "data.shuffle"),
+    ("train", "data.synthetic.max_objects=abc", "data.synthetic.max_objects"),
+    ("train", "data.synthetic.num_val=some", "data.synthetic.num_val"),
+    ("train", "data.synthetic.nope=1", "data.synthetic.nope"),
+    ("train", "data.root=/data", "data.root"),  # generated scenes have no root
+    ("train", "data=sas data.split_seed=x", "data.split_seed"),
+    ("train", "data=sas data.synthetic.seed=1", "data.synthetic"),
+    ("train", "data=kins data.min_visible_pixels=x", "data.min_visible_pixels"),
+    ("train", "held_out.val_fraction=x", "held_out.val_fraction"),
+    ("evaluate", "data=synthetic data.synthetic.num_test=x", "data.synthetic.num_test"),
+    ("check", "data.validate_file=true", "data.validate_file"),
+    ("convert", "data=objects data.noise_root=/x", "data.noise_root"),
     ("predict", "inference.steps=x", "inference.steps"),
     ("predict", "inference.stepz=1", "inference.stepz"),
     ("predict", "seed=x", "seed"),
@@ -159,7 +178,7 @@ REFUSED = [
 
 @pytest.mark.parametrize("entry,override,key", REFUSED, ids=[f"{e}:{o}" for e, o, _ in REFUSED])
 def test_a_wrong_type_or_unknown_key_is_refused_in_one_line_naming_the_full_key(entry, override, key, capsys):
-    overrides = ["paths.output_dir=.", override] if entry == "train" else [override]
+    overrides = ["paths.output_dir=.", *override.split()] if entry == "train" else override.split()
     with pytest.raises(SystemExit) as exit_info, user_errors_as_one_line():
         compose(entry, overrides)
     assert exit_info.value.code == 2

@@ -4,6 +4,8 @@ file repeats its schema's), and that no library module reads ``conf/`` when it i
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -15,11 +17,24 @@ from typing import Any
 import pytest
 from omegaconf import MISSING, OmegaConf
 
+from amodal_lightning.data.datamodule import AmodalDataModule
+from amodal_lightning.data.scenes import SceneGenerator
+from amodal_lightning.data.sources.scenes import SplitSizes
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.sampling import InferenceConfig
 from amodal_lightning.models.settings import ValidationConfig
-from amodal_lightning.run.config import config_dir
-from amodal_lightning.run.schema import SCHEMA_GROUP, SCHEMAS, checked_type, schema_of, settings_from, signature_schema
+from amodal_lightning.run.config import compose, config_dir
+from amodal_lightning.run.schema import (
+    GROUP_SEPARATOR,
+    SCHEMA_GROUP,
+    SCHEMAS,
+    checked_type,
+    schema_of,
+    settings_from,
+    signature_schema,
+)
+from amodal_lightning.tasks.conventions import InputConvention
+from amodal_lightning.tasks.instance import InstanceTask
 
 PACKAGE = Path(__file__).resolve().parents[2] / "amodal_lightning"
 
@@ -36,6 +51,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "amodal_lightning"
         (dict, Any),
         (list[int], Any),
         (ValidationConfig | Mapping | None, ValidationConfig),
+        (ValidationConfig | Mapping[str, Any] | None, ValidationConfig),
+        (InputConvention | str, Any),  # an object or its name: not a node of settings
         (Path | None, Any),
     ],
 )
@@ -73,6 +90,44 @@ def test_a_signature_is_a_schema():
         assert info.value.full_key.startswith(key)
     with pytest.raises(Exception, match="given"):  # noqa: PT011
         OmegaConf.merge(node, {"given": 1})
+
+
+class Base:
+    def __init__(self, size: int, depth: int = 3, *, mode: str = "a"):
+        pass
+
+
+class Extended(Base):
+    """Passes its **options on to Base's constructor."""
+
+    def __init__(self, size: int, rate: float = 0.5, **options):
+        super().__init__(size, **options)
+
+
+class Unrelated:
+    def __init__(self, root: str, count: int = 2, size: str = "big"):
+        pass
+
+
+def test_kwargs_a_class_passes_to_its_base_are_the_bases_arguments():
+    node = OmegaConf.structured(signature_schema(Extended))
+    assert list(node) == ["_target_", "size", "rate", "depth", "mode"]  # the class's own first, then its base's
+    assert node.depth == 3 and node.mode == "a"
+    with pytest.raises(Exception) as info:  # noqa: PT011 - OmegaConf's own error type
+        OmegaConf.merge(node, {"depth": "deep"})
+    assert info.value.full_key == "depth"
+
+
+def test_kwargs_that_go_to_a_receiver_are_its_arguments():
+    node = OmegaConf.structured(signature_schema(Extended, given=("rate",), recursive=False, receiver=Unrelated))
+    # The receiver's size is the target's (both name it): typed and defaulted by the target.
+    assert list(node) == ["_target_", "_recursive_", "size", "root", "count"]
+    assert node._recursive_ is False and OmegaConf.is_missing(node, "size") and OmegaConf.is_missing(node, "root")
+    assert node.count == 2
+    settings = OmegaConf.structured(
+        signature_schema(Unrelated, given=("root",), with_target=False, bases=(SplitSizes,), name="Settings")
+    )
+    assert list(settings) == ["num_train", "num_val", "num_test", "count", "size"]
 
 
 def test_settings_from_fills_the_defaults_and_names_the_key_of_a_mistake():
@@ -122,13 +177,14 @@ def test_no_config_file_repeats_its_schemas_defaults():
                 continue
             for group_and_package, name in entry.items():
                 group, _, package = group_and_package.lstrip("/").partition("@")
-                if group != SCHEMA_GROUP:
+                if group.split(GROUP_SEPARATOR)[0] != SCHEMA_GROUP:
                     continue
+                name = GROUP_SEPARATOR.join([*group.split(GROUP_SEPARATOR)[1:], name])
                 own = config if package == "_here_" else config.get(package, {})
                 repeated = list(_repeated_defaults(own, _schema_node(name), ""))
                 assert not repeated, f"{path.relative_to(config_dir())} repeats the defaults of {name}: {repeated}"
                 checked += 1
-    assert checked >= 12, "the files that start from a schema were found"
+    assert checked >= 23, "the files that start from a schema were found"
 
 
 def test_no_library_module_reads_the_configs_when_imported(tmp_path):
@@ -160,3 +216,80 @@ def test_no_library_module_reads_the_configs_when_imported(tmp_path):
     result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "", f"read at import: {result.stdout}"
+
+
+def _defaults(cls: type, left_out: tuple[str, ...] = ()) -> dict:
+    """Every keyword argument of a class with a default, its own constructor's and, where that takes ``**kwargs``,
+    its bases' up the MRO, as a config holds them (tuples as lists)."""
+    found = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        parameters = inspect.signature(vars(klass)["__init__"]).parameters
+        for name, parameter in parameters.items():
+            if name not in found and name not in left_out and parameter.default is not parameter.empty:
+                default = parameter.default
+                found[name] = list(default) if isinstance(default, tuple) else default
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+            break
+    return found
+
+
+def _own_values(group: str, option: str) -> dict:
+    """The values an option's file (and the options it extends, `- annotation_file`) sets itself."""
+    config = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"), resolve=False)
+    own = {}
+    for entry in config.pop("defaults", []):
+        if isinstance(entry, str) and entry != "_self_":
+            own.update(_own_values(group, entry))
+    return {**own, **config}
+
+
+def _options(group: str) -> list[str]:
+    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("option", _options("task"))
+def test_a_composed_task_holds_its_class_defaults(option):
+    """Every option of a task, as composed, is its class's argument with its default (nothing written twice): only
+    what the option's file sets, and what conf/train.yaml wires (the convention), differ."""
+    cfg = compose("train", ["paths.output_dir=.", f"task={option}"])
+    composed = OmegaConf.to_container(cfg.task, resolve=False)
+    own = _own_values("task", option)
+    cls = importlib.import_module(own["_target_"].rpartition(".")[0])
+    cls = getattr(cls, own["_target_"].rpartition(".")[2])
+    expected = {**_defaults(cls, left_out=("image_size",)), **own, "convention": "${model.convention}"}
+    assert composed == expected
+
+
+def test_the_gestalt_schema_holds_the_instance_tasks_options():
+    instance, gestalt = (OmegaConf.structured(schema_of(f"task/{name}")) for name in ("instance", "gestalt"))
+    assert set(instance) < set(gestalt) and "hidden_rgb_weight" in gestalt
+    assert {"occluder_context", "crop", "crop_factor", "min_crop_size", "include_visible"} <= set(gestalt)
+    assert set(gestalt) - {"_target_"} == {"convention", "hidden_rgb_weight", *_defaults(InstanceTask)} - {"image_size"}
+    cfg = compose("train", ["paths.output_dir=.", "task=gestalt", "task.crop_factor=3", "task.crop=false"])
+    assert cfg.task.crop_factor == 3.0 and cfg.task.crop is False
+
+
+# What a user must give for a data option to compose whole.
+USER_GIVEN = {"root": "/data", "annotations": "/data/a.json", "images": "/data/images"}
+
+
+@pytest.mark.parametrize("option", _options("data"))
+def test_a_composed_data_config_holds_its_classes_defaults(option):
+    """A data option, as composed, holds the data module's arguments and its source's with their defaults (those of
+    SceneGenerator and the split sizes under `synthetic`): only what its files set (the source, the loader choices,
+    the held-out fractions, the format) differs."""
+    own = _own_values("data", option)
+    source_path = own["source"]["_target_"]
+    source = getattr(importlib.import_module(source_path.rpartition(".")[0]), source_path.rpartition(".")[2])
+    given = [f"data.{key}={value}" for key, value in USER_GIVEN.items() if key in inspect.signature(source).parameters]
+    composed = OmegaConf.to_container(compose("check", [f"data={option}", *given]).data, resolve=False)
+    module = _defaults(AmodalDataModule, left_out=("task",))
+    required = {name: MISSING for name, p in inspect.signature(source).parameters.items() if p.default is p.empty}
+    expected = {**required, **_defaults(source, ("image_size",)), **module, "task": None, "_recursive_": False}
+    if "synthetic" in expected:
+        expected["synthetic"] = {**dataclasses.asdict(SplitSizes()), **_defaults(SceneGenerator, ("image_size",))}
+    expected.update(own)
+    expected.update({f"{key}": value for key, value in USER_GIVEN.items() if f"data.{key}={value}" in given})
+    assert composed == expected

@@ -26,6 +26,7 @@ an :class:`IndexedSource`) and one config.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -111,6 +112,19 @@ class Source(ABC):
             f"data.noise_rate: the {self.name} source has no noise images to mix in (SAS roots do: data=sas "
             "data.noise_root=DIR)"
         )
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """The fractions of a source's images a command holds out for validation and test, where its source splits them
+    by fractions (an :class:`IndexedSource`: roots, annotation files): the ``held_out`` node of the commands that
+    read data (conf/train.yaml, check.yaml, convert.yaml, evaluate.yaml), which the data configs of those sources
+    take their ``val_fraction`` and ``test_fraction`` from (``${held_out.val_fraction}``). Training holds out a
+    twentieth for validation; ``evaluate`` reads a source named on its command line whole, as its test split.
+    Generated scenes are split by counts instead (``data.synthetic.num_val``, ...)."""
+
+    val_fraction: float = 0.05
+    test_fraction: float = 0.0
 
 
 class IndexedSource(Source):

@@ -8,7 +8,7 @@ whole appearance.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,21 +17,31 @@ from amodal_lightning.data.record import ImageRecord
 from amodal_lightning.data.scenes import SceneGenerator, scene_id
 from amodal_lightning.data.sources.base import SPLITS, Source, check_split
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.run.schema import signature_schema
 
 # Splits draw scene indices from disjoint ranges this far apart.
 SPLIT_STRIDE = 1_000_000_000
 # The settings of `synthetic` that size the splits; its other keys are the generator's.
 SPLIT_SIZES = {"train": "num_train", "val": "num_val", "test": "num_test"}
-DEFAULT_SPLIT_SIZES = {"num_train": 8000, "num_val": 256, "num_test": 256}
 
 
-def generator_settings() -> set[str] | None:
-    """The keys of ``synthetic`` passed on to :class:`SceneGenerator` (its size is the source's ``image_size``);
-    None when it takes any keyword."""
-    parameters = inspect.signature(SceneGenerator).parameters
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return None
-    return set(parameters) - {"image_size"}
+@dataclasses.dataclass
+class SplitSizes:
+    """Scenes per split: fixed, disjoint ranges of scene indices, so that the validation and test scenes do not
+    depend on ``num_train``."""
+
+    num_train: int = 8000
+    num_val: int = 256
+    num_test: int = 256
+
+
+DEFAULT_SPLIT_SIZES = dataclasses.asdict(SplitSizes())
+# What `synthetic` holds (the schema of `data.synthetic`): the split sizes, then every argument of SceneGenerator
+# with its default, but its image_size, which is the source's (the data module gives the model's).
+SyntheticSettings = signature_schema(
+    SceneGenerator, given=("image_size",), with_target=False, bases=(SplitSizes,), name="SyntheticSettings"
+)
+SYNTHETIC_KEYS = tuple(field.name for field in dataclasses.fields(SyntheticSettings))
 
 
 class GeneratedScenes(Source):
@@ -40,23 +50,23 @@ class GeneratedScenes(Source):
     Args:
         image_size: the scenes' side (None: :class:`SceneGenerator`'s); training makes them at the model's size
             (the data module gives it).
-        synthetic: ``num_train``, ``num_val``, ``num_test`` (scenes per split), and any keyword of
-            :class:`SceneGenerator` (``seed``, ``min_objects``, ``max_objects``, ``max_layers``, ...), passed on
-            as it is.
+        synthetic: ``num_train``, ``num_val``, ``num_test`` (scenes per split, :class:`SplitSizes`), and any
+            keyword of :class:`SceneGenerator` but ``image_size`` (``seed``, ``min_objects``, ``max_objects``,
+            ``max_layers``, ...), passed on as it is; the keys it leaves out take their defaults
+            (:data:`SyntheticSettings`, the schema of ``data.synthetic``).
     """
 
     name = "synthetic"
     gives_whole = True
     in_memory = True
 
-    def __init__(self, image_size: int | None = None, synthetic: Mapping[str, Any] | None = None):
+    def __init__(self, image_size: int | None = None, synthetic: SyntheticSettings | Mapping[str, Any] | None = None):
+        if dataclasses.is_dataclass(synthetic):
+            synthetic = dataclasses.asdict(synthetic)
         synthetic = dict(synthetic or {})
-        known = generator_settings()
-        if known is not None:
-            known |= set(DEFAULT_SPLIT_SIZES)
-            for key in synthetic:
-                if key not in known:
-                    raise ConfigError(f"synthetic.{key}: unknown key; expected one of {sorted(known)}")
+        for key in synthetic:
+            if key not in SYNTHETIC_KEYS:
+                raise ConfigError(f"synthetic.{key}: unknown key; expected one of {sorted(SYNTHETIC_KEYS)}")
         self.split_sizes = {key: synthetic.get(key, default) for key, default in DEFAULT_SPLIT_SIZES.items()}
         for key, value in self.split_sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SPLIT_STRIDE:
