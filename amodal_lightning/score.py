@@ -20,11 +20,13 @@ apply_spin_settings()  # before torch or Lightning load OpenMP, which reads its 
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
 from amodal_lightning.data import coco_formats
 from amodal_lightning.data.coco_amodal import read_json
@@ -37,6 +39,7 @@ from amodal_lightning.inference.instance_evaluation import format_instance_table
 from amodal_lightning.metrics.ap import AISFORMER_VISIBLE_RATIOS, AUTO, format_ap_table, instance_ap
 from amodal_lightning.metrics.objects import (
     CONVEX_HULL,
+    DEFAULT_OCCLUSION_EDGES,
     VISIBLE_MASK,
     InstanceMetrics,
     convex_hull_masks,
@@ -53,15 +56,57 @@ OBJECTS_PROTOCOL, AP_PROTOCOL = "objects", "ap"
 PROTOCOLS = (OBJECTS_PROTOCOL, AP_PROTOCOL)
 
 
+@dataclass
+class ScoreSettings:
+    """Which annotated objects are scored, and how (each default here, once: :func:`score_results`, :func:`score_ap`
+    and conf/score.yaml start from it).
+
+    Args:
+        source: the annotation format (:mod:`amodal_lightning.data.coco_formats`); None reads it from the file's keys.
+        include_stuff: score COCOA's stuff regions too (left out by default).
+        min_visible_pixels: ``objects`` protocol: objects whose visible part has fewer pixels are left out (1: those
+            hidden entirely).
+        missing_results: ``objects`` protocol: an annotation without a result is scored as an empty prediction
+            (``empty``) or left out (``skip``); either is counted.
+        occlusion_edges: ``objects`` protocol: occlusion-rate edges between the buckets of the split metrics.
+        classes: ``ap`` protocol: ``auto`` (class-aware when every result has a category_id, class-agnostic when
+            none does), ``aware`` or ``agnostic``.
+        visible_ratios: ``ap`` protocol: AISFormer's occlusion buckets, extra rows over the objects whose visible part
+            is at most each fraction of their amodal mask; empty for none.
+    """
+
+    source: Optional[str] = None  # noqa: UP045 - OmegaConf reads typing.Optional, not X | None
+    include_stuff: bool = False
+    min_visible_pixels: int = 1
+    missing_results: str = MISSING_RESULTS[0]
+    occlusion_edges: tuple[float, ...] = DEFAULT_OCCLUSION_EDGES
+    classes: str = AUTO
+    visible_ratios: tuple[float, ...] = AISFORMER_VISIBLE_RATIOS
+
+
+@dataclass
+class ScoreConfig(ScoreSettings):
+    """``python -m amodal_lightning.score`` (conf/score.yaml): the scoring settings and the command's own keys."""
+
+    task_name: str = MISSING
+    annotations: str = MISSING
+    results: str = MISSING
+    protocol: str = MISSING
+    output: Optional[str] = MISSING  # noqa: UP045 - OmegaConf reads typing.Optional, not X | None
+
+
+DEFAULTS = ScoreSettings()
+
+
 def score_results(
     annotations: str | Path,
     results: str | Path,
     *,
-    source: str | None = None,
-    include_stuff: bool = False,
-    min_visible_pixels: int = 1,
-    missing_results: str = "empty",
-    occlusion_edges=(0.15, 0.45),
+    source: str | None = DEFAULTS.source,
+    include_stuff: bool = DEFAULTS.include_stuff,
+    min_visible_pixels: int = DEFAULTS.min_visible_pixels,
+    missing_results: str = DEFAULTS.missing_results,
+    occlusion_edges=DEFAULTS.occlusion_edges,
 ) -> dict:
     """The metrics of ``results`` and of the reference rows over the scored objects of ``annotations``, and the
     count of every object left out and why: ``{"metrics": {row: {...}}, "objects": {...}}``."""
@@ -142,10 +187,10 @@ def score_ap(
     annotations: str | Path,
     results: str | Path,
     *,
-    source: str | None = None,
-    include_stuff: bool = False,
-    classes: str = AUTO,
-    visible_ratios=AISFORMER_VISIBLE_RATIOS,
+    source: str | None = DEFAULTS.source,
+    include_stuff: bool = DEFAULTS.include_stuff,
+    classes: str = DEFAULTS.classes,
+    visible_ratios=DEFAULTS.visible_ratios,
 ) -> dict:
     """Instance AP of the COCO results list ``results`` against ``annotations``
     (:func:`~amodal_lightning.metrics.ap.instance_ap`): ``{"format", "protocol", "classes", "metrics": {row:

@@ -79,24 +79,6 @@ class EvaluateConfig:
 
 
 @dataclass
-class ScoreConfig:
-    """``python -m amodal_lightning.score`` (conf/score.yaml)."""
-
-    task_name: str = MISSING
-    annotations: str = MISSING
-    results: str = MISSING
-    protocol: str = MISSING
-    source: Optional[str] = MISSING
-    include_stuff: bool = MISSING
-    min_visible_pixels: int = MISSING
-    missing_results: str = MISSING
-    occlusion_edges: list[float] = MISSING
-    classes: str = MISSING
-    visible_ratios: list[float] = MISSING
-    output: Optional[str] = MISSING
-
-
-@dataclass
 class CheckConfig:
     """``python -m amodal_lightning.data.check`` (conf/check.yaml)."""
 

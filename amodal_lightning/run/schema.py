@@ -57,7 +57,7 @@ SCHEMAS = {
     "train": "amodal_lightning.run.entry_configs.TrainConfig",
     "predict": "amodal_lightning.run.entry_configs.PredictConfig",
     "evaluate": "amodal_lightning.run.entry_configs.EvaluateConfig",
-    "score": "amodal_lightning.run.entry_configs.ScoreConfig",
+    "score": "amodal_lightning.score.ScoreConfig",
     "check": "amodal_lightning.run.entry_configs.CheckConfig",
     "convert": "amodal_lightning.run.entry_configs.ConvertConfig",
     "demo": "amodal_lightning.run.entry_configs.DemoConfig",
