@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from amodal_lightning.errors import ConfigError
+from amodal_lightning.errors import CheckpointError, ConfigError
 from amodal_lightning.inference.loading import load_for_inference
 from amodal_lightning.models.module import AmodalDiffusionModule
 from amodal_lightning.models.sampling import InferenceConfig
@@ -59,6 +59,16 @@ def test_settings_given_as_dataclasses_are_saved_as_mappings_and_load_back(tmp_p
     assert loaded.validation == given["validation"] and loaded.performance == given["performance"]
     assert (loaded.net.in_channels, loaded.net.out_channels) == (module.net.in_channels, module.net.out_channels)
     assert loaded.diffusion.prediction_type == module.diffusion.prediction_type == given["diffusion"].prediction_type
+
+
+def test_a_checkpoint_whose_settings_this_version_does_not_take_is_one_line_naming_it(tmp_path):
+    hparams = _hparams(tmp_path)
+    module = AmodalDiffusionModule(**hparams)
+    path = tmp_path / "other.ckpt"
+    unet = {**hparams["unet"], "nope": 1}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {**hparams, "unet": unet}}, path)
+    with pytest.raises(CheckpointError, match=rf"^ckpt_path: {path}: .*unet.nope"):
+        load_for_inference(path, torch.device("cpu"))
 
 
 def test_an_unknown_or_mistyped_setting_is_one_line(tmp_path):
