@@ -12,6 +12,7 @@ import numpy as np
 from amodal_lightning.diffusion.gaussian import GaussianDiffusion
 from amodal_lightning.diffusion.schedules import beta_schedule
 from amodal_lightning.errors import ConfigError
+from amodal_lightning.run.schema import passes_kwargs
 
 DDIM_PREFIX = "ddim"
 
@@ -74,6 +75,8 @@ def space_timesteps(num_timesteps: int, section_counts: str | int | Sequence[int
     return sorted(set(steps))
 
 
+# Its options are GaussianDiffusion's keyword arguments (the schedule's betas and timestep_map are its own).
+@passes_kwargs(GaussianDiffusion, given=("betas", "timestep_map"))
 def respace(
     base: GaussianDiffusion | Sequence[float] | np.ndarray, use_timesteps: Iterable[int], **options
 ) -> GaussianDiffusion:
@@ -95,13 +98,17 @@ def respace(
     return GaussianDiffusion(betas, **{**base.options, **options}, timestep_map=base.timestep_map[keep])
 
 
+# Its options are respace's, hence GaussianDiffusion's: the schema of a config's `diffusion` node follows them.
+@passes_kwargs(respace, given=("base", "use_timesteps"))
 def build_diffusion(
     noise_schedule: str = "linear",
     diffusion_steps: int = 1000,
     timestep_respacing: str | int | Sequence[int] | None = "",
     **options,
 ) -> GaussianDiffusion:
-    """The diffusion SAS's ``create_gaussian_diffusion`` builds from its flags (default: SAS's training setup).
+    """The diffusion SAS's ``create_gaussian_diffusion`` builds from its flags (default: SAS's training setup);
+    ``options`` are :class:`GaussianDiffusion`'s keyword arguments (prediction, variance and loss types, timestep
+    sampling).
 
     Like SAS it always goes through respacing, even with every step kept, so that the recomputed betas (which
     differ from the raw schedule by ~1e-16) and every coefficient equal SAS's bit for bit.

@@ -61,7 +61,7 @@ def load_for_inference(ckpt_path: str | Path, device: torch.device) -> LoadedMod
         )
     try:
         module = AmodalDiffusionModule(**hparams)
-    except TypeError as err:
+    except (TypeError, ConfigError) as err:  # an argument, or a setting in one, this version does not take
         raise CheckpointError(
             f"ckpt_path: {path}: its hyperparameters do not fit this version's model ({err})"
         ) from None

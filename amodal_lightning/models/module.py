@@ -7,6 +7,7 @@ checkpoint alone is enough for inference: ``AmodalDiffusionModule.load_from_chec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,7 +28,14 @@ from amodal_lightning.models.guidance import (
 )
 from amodal_lightning.models.lr_schedule import CONSTANT, BudgetScheduler, DecayShape, TrainingBudget
 from amodal_lightning.models.self_conditioning import SelfConditionedDenoiser
-from amodal_lightning.models.settings import AUTO, OptimizerConfig, PerformanceConfig, ValidationConfig
+from amodal_lightning.models.settings import (
+    AUTO,
+    DiffusionSettings,
+    OptimizerConfig,
+    PerformanceConfig,
+    UNetSettings,
+    ValidationConfig,
+)
 from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.run.schema import settings_from
 from amodal_lightning.task_config import build_task
@@ -54,9 +62,12 @@ class AmodalDiffusionModule(L.LightningModule):
     """Trains a UNet denoiser with the hybrid diffusion loss on (conditioning, target) pairs from a task.
 
     Args:
-        unet: keyword arguments of :class:`~amodal_lightning.models.unet.UNetModel`.
+        unet: keyword arguments of :class:`~amodal_lightning.models.unet.UNetModel` (:data:`~.settings.UNetSettings`,
+            its schema); ``in_channels`` and ``out_channels`` null (or left out) are what the task feeds the network
+            and what the diffusion reads from it.
         diffusion: keyword arguments of :func:`~amodal_lightning.diffusion.build_diffusion` (schedule, steps,
-            parameterisation, variance and loss type, timestep sampling), named as SAS's flags.
+            parameterisation, variance and loss type, timestep sampling), named as SAS's flags
+            (:data:`~.settings.DiffusionSettings`, its schema).
         task: the task's config: ``_target_`` (its class), its options and the input ``convention``; built at run
             time by :func:`amodal_lightning.task_config.build_task` (older checkpoints' ``name`` too).
         optimizer: AdamW and its learning-rate schedule (:class:`~.settings.OptimizerConfig`); a mapping, as the
@@ -70,8 +81,8 @@ class AmodalDiffusionModule(L.LightningModule):
 
     def __init__(
         self,
-        unet: dict,
-        diffusion: dict,
+        unet: UNetSettings | Mapping,
+        diffusion: DiffusionSettings | Mapping,
         task: dict,
         optimizer: Mapping,
         validation: ValidationConfig | Mapping | None = None,
@@ -79,12 +90,18 @@ class AmodalDiffusionModule(L.LightningModule):
         self_condition: float = 0.0,
     ):
         super().__init__()
+        # A checkpoint holds the hyperparameters and is read back with weights_only (plain values only): settings
+        # given as dataclasses are saved as the mappings they stand for. (save_hyperparameters reads the arguments'
+        # values as they are when it is called.)
+        unet, diffusion, validation, performance = map(_as_mapping, (unet, diffusion, validation, performance))
         self.save_hyperparameters()
         self.optimizer_settings = settings_from(OptimizerConfig, optimizer, OPTIMIZER_KEY)
         self.performance = _performance_options(performance)
         self.task = build_task(task)
         self.self_condition = _self_condition_rate(self_condition)
+        diffusion = dataclasses.asdict(settings_from(DiffusionSettings, diffusion, "diffusion"))
         self.diffusion = _named("diffusion", build_diffusion, diffusion)
+        unet = dataclasses.asdict(settings_from(UNetSettings, unet, "unet"))
         unet = _with_input_channels(unet, self.task, self.self_condition, self.diffusion.learns_variance)
         self.net = _named("unet", UNetModel, unet)
         self.validation = settings_from(ValidationConfig, validation, "validation")
@@ -276,6 +293,13 @@ class AmodalDiffusionModule(L.LightningModule):
         )
         scheduler = BudgetScheduler(optimizer, shape, TrainingBudget(self.trainer).spent)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _as_mapping(settings: Any) -> Any:
+    """Settings given as a dataclass instance as the mapping it stands for; anything else as it is."""
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return dataclasses.asdict(settings)
+    return settings
 
 
 def _named(argument: str, build: Callable, settings: dict):

@@ -1,8 +1,10 @@
-"""The schemas of the model's settings: the ``model`` group, and how the module optimises, validates and runs.
+"""The schemas of the model's settings: the ``model`` group, its network and diffusion, and how the module
+optimises, validates and runs.
 
 Each default here is the only one: the configs start from these dataclasses (conf/model/, the ``optimizer`` node of
 conf/train.yaml), and the module reads its hyperparameters through them, so a checkpoint that lacks a setting gets
-the same default (:func:`amodal_lightning.run.schema.settings_from`).
+the same default (:func:`amodal_lightning.run.schema.settings_from`). The network's and the diffusion's are derived
+from the signatures of what they build, whose defaults they are.
 """
 
 from __future__ import annotations
@@ -12,10 +14,22 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from amodal_lightning.diffusion import build_diffusion
 from amodal_lightning.models.sampling import InferenceConfig
+from amodal_lightning.models.unet import UNetModel
+from amodal_lightning.run.schema import signature_schema
 
 # channels_last="auto" turns it on for GPUs only (see PerformanceConfig).
 AUTO = "auto"
+# The network's channel counts that a config may leave null: the module sets them to what the task feeds the network
+# and what the diffusion reads from it.
+TASK_CHANNELS = ("in_channels", "out_channels")
+
+# The module's `unet` (model.module.unet): UNetModel's arguments with their defaults, the channel counts null.
+UNetSettings = signature_schema(UNetModel, with_target=False, optional=TASK_CHANNELS, name="UNetSettings")
+# The module's `diffusion` (model.module.diffusion): build_diffusion's arguments (schedule, steps, respacing) and,
+# through its **options, GaussianDiffusion's (prediction, variance and loss types, timestep sampling).
+DiffusionSettings = signature_schema(build_diffusion, with_target=False, name="DiffusionSettings")
 
 
 @dataclass

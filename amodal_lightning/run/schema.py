@@ -25,6 +25,14 @@ config) has one schema per class, in a group of its own under ``schema``: ``task
 ``- /schema/task@_here_: instance``. A data config builds the data module, whose ``**source_settings`` go to the
 source its ``source._target_`` names: its schema names both classes, and holds the keyword arguments of both.
 
+A node of settings that a class reads as a mapping (``data.synthetic``, ``model.module.unet``) is typed by a schema
+derived the same way, ``with_target=False``, that the reading class annotates its argument with (``SyntheticSettings |
+Mapping``): the class's schema then holds that node as a nested, typed one. Two declarations let a signature say
+what it cannot say itself: ``optional`` names arguments a config may leave null for the reader to fill in (the
+network's channel counts, which the module sets from the task), and :func:`passes_kwargs` on a function names
+where its ``**kwargs`` go (``build_diffusion``'s to ``respace``'s, ``respace``'s to ``GaussianDiffusion``'s), so
+that its schema holds the keyword arguments of the whole chain.
+
 A group with no schema (a task or a source of one's own, docs/extending.md) composes as it is: its keys are checked
 when its object is built.
 """
@@ -93,8 +101,24 @@ TARGET_KEY = "_target_"
 RECURSIVE_KEY = "_recursive_"
 # Annotations OmegaConf checks as they are; anything else is typed Any.
 CHECKED_TYPES = (bool, int, float, str)
+# The attribute :func:`passes_kwargs` sets on a function: ``(receiver, arguments the function gives it itself)``.
+KWARGS_RECEIVER = "__kwargs_receiver__"
 
 Settings = TypeVar("Settings")
+Function = TypeVar("Function", bound=Callable)
+
+
+def passes_kwargs(receiver: Callable, given: Collection[str] = ()) -> Callable[[Function], Function]:
+    """Declare that the decorated function passes its ``**kwargs`` on to ``receiver`` (a class or function) and
+    gives ``receiver``'s arguments ``given`` itself: :func:`signature_schema` follows the ``**kwargs`` there, so the
+    function's schema holds ``receiver``'s other keyword arguments too (and, where ``receiver`` declares the same,
+    those of whatever it passes its own to)."""
+
+    def declare(function: Function) -> Function:
+        setattr(function, KWARGS_RECEIVER, (receiver, tuple(given)))
+        return function
+
+    return declare
 
 
 @functools.cache
@@ -174,10 +198,18 @@ def _takes_kwargs(parameters: Mapping[str, inspect.Parameter]) -> bool:
 
 def _signatures(target: Callable, follow_kwargs: bool) -> list[tuple[Mapping[str, inspect.Parameter], dict]]:
     """``(parameters, type hints)`` of what ``target`` takes: its constructor's (a class) or its own (a function),
-    then, while a constructor takes ``**kwargs`` and ``follow_kwargs``, those of the next constructor up the class's
-    MRO, to which it passes them (GestaltTask's ``**instance_options`` go to InstanceTask's)."""
+    then, while it takes ``**kwargs`` and ``follow_kwargs``, those of what it passes them to: for a constructor, the
+    next constructor up the class's MRO (GestaltTask's ``**instance_options`` go to InstanceTask's); for a function,
+    the receiver it declares with :func:`passes_kwargs`, less the arguments it gives that receiver itself."""
     if not inspect.isclass(target):
-        return [(inspect.signature(target).parameters, _type_hints(target))]
+        parameters = inspect.signature(target).parameters
+        found = [(parameters, _type_hints(target))]
+        declared = getattr(target, KWARGS_RECEIVER, None)
+        if follow_kwargs and declared is not None and _takes_kwargs(parameters):
+            receiver, given = declared
+            for received, hints in _signatures(receiver, follow_kwargs=True):
+                found.append(({key: p for key, p in received.items() if key not in given}, hints))
+        return found
     found = []
     for klass in target.__mro__:
         if klass is object or "__init__" not in vars(klass):
@@ -209,6 +241,7 @@ def signature_schema(
     receiver: Callable | None = None,
     with_target: bool = True,
     bases: tuple[type, ...] = (),
+    optional: Collection[str] = (),
     name: str | None = None,
 ) -> type:
     """A dataclass schema of what ``target`` (a class or function) takes: ``_target_`` (the config names what it
@@ -223,7 +256,9 @@ def signature_schema(
     a class whose base takes nothing adds nothing). ``recursive`` false adds ``_recursive_: false``: Hydra then
     passes the node's nested configs to ``target`` as configs instead of building them. ``with_target`` false
     leaves ``_target_`` out (a node of settings that a class reads, not one Hydra builds); ``bases`` are dataclasses
-    whose fields come first (``name`` names the dataclass, for messages)."""
+    whose fields come first (``name`` names the dataclass, for messages). The ``optional`` arguments may be null, and
+    are by default, whatever their annotation and default say: the code that reads the node fills them in (the
+    network's channel counts, which the module sets from the task)."""
     signatures = _signatures(target, follow_kwargs=receiver is None)
     if receiver is not None:
         signatures += _signatures(receiver, follow_kwargs=True)
@@ -233,6 +268,9 @@ def signature_schema(
     if not recursive:
         specs.append((RECURSIVE_KEY, bool, dataclasses.field(default=False)))
     named = {field.name for base in bases for field in dataclasses.fields(base)}
+    unknown = set(optional) - {key for parameters, _ in signatures for key in parameters}
+    if unknown:
+        raise TypeError(f"optional={sorted(unknown)}: not arguments of {target.__qualname__}")
     for parameters, hints in signatures:
         for key, parameter in parameters.items():
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or key == "self":
@@ -240,12 +278,20 @@ def signature_schema(
             if key in given or key in named:
                 continue
             named.add(key)
-            kind = checked_type(hints.get(key, Any))
-            specs.append((key, kind, _field(kind, parameter.default)))
+            if key in optional:
+                kind, default = _optional(checked_type(hints.get(key, Any))), None
+            else:
+                kind, default = checked_type(hints.get(key, Any)), parameter.default
+            specs.append((key, kind, _field(kind, default)))
     if name is None:
         parts = [target] if receiver is None else [target, receiver]
         name = "_".join(part.__qualname__.replace(".", "_") for part in parts) + "Schema"
     return dataclasses.make_dataclass(name, specs, bases=bases)
+
+
+def _optional(kind: Any) -> Any:
+    """``kind`` allowing None (OmegaConf's ``Optional``); ``Any`` allows it already."""
+    return kind if kind is Any else typing.Optional[kind]  # noqa: UP045 - OmegaConf reads typing.Optional
 
 
 def _copy(value):

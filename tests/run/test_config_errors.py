@@ -37,6 +37,7 @@ PREFIX = {
     "models/module.py": "model.module",
     "models/unet.py": "model.module.unet",
     "diffusion/gaussian.py": "model.module.diffusion",
+    "diffusion/respace.py": "model.module.diffusion",
     "diffusion/schedules.py": "model.module.diffusion",
 }
 # The config keys an InferenceConfig is read from; its errors and the combination rules' are named under each.
@@ -54,8 +55,6 @@ NOT_CONFIG_KEYS = {
     ("data/scenes.py", "write_sas_dataset"),  # a function's argument (tests, scripts)
     ("data/scenes.py", "image_size"),  # the data's size, reported as model.image_size by the data module
     ("diffusion/gaussian.py", "start_step"),  # a sampler argument (benchmarks)
-    ("diffusion/gaussian.py", "high_noise_power"),  # a build_diffusion argument no shipped config sets
-    ("diffusion/respace.py", "timestep_respacing"),  # SAS's respacing flag, for convert_sas and benchmarks
     ("metrics/objects.py", "occlusion_buckets"),  # computed from occlusion_edges
     ("run/config.py", "model.module.task.name"),  # the refusal of a key that moved to the task group
     ("task_config.py", "task.name"),  # an old checkpoint's task name (configs name the class with task._target_)
@@ -140,6 +139,14 @@ REFUSED = [
     ("train", "model.module.performance.fast=true", "model.module.performance.fast"),
     ("train", "model.module.validation.num_batches=1.5", "model.module.validation.num_batches"),
     ("train", "model.module.validation.inference.stepz=1", "model.module.validation.inference.stepz"),
+    # The network and the diffusion: the signatures of UNetModel and of the diffusion builder's chain.
+    ("train", "model.module.unet.nope=1", "model.module.unet.nope"),
+    ("train", "model.module.unet.model_channels=abc", "model.module.unet.model_channels"),
+    ("train", "model=unet64 model.module.unet.in_channels=five", "model.module.unet.in_channels"),
+    ("train", "model.module.unet.use_scale_shift_norm=maybe", "model.module.unet.use_scale_shift_norm"),
+    ("train", "model.module.diffusion.nope=1", "model.module.diffusion.nope"),
+    ("train", "model.module.diffusion.diffusion_steps=many", "model.module.diffusion.diffusion_steps"),
+    ("train", "model.module.diffusion.high_noise_power=strong", "model.module.diffusion.high_noise_power"),
     ("train", "callbacks.ema.decay=high", "callbacks.ema.decay"),
     ("train", "callbacks.ema.rate=0.9", "callbacks.ema.rate"),
     ("train", "callbacks.panel.inference.ensemble_size=two", "callbacks.panel.inference.ensemble_size"),
@@ -247,6 +254,7 @@ def test_a_key_added_with_plus_to_a_schema_is_refused_where_it_is_read(tmp_path)
     cfg = compose("train", [f"paths.output_dir={tmp_path}", "+optimizer.lrate=1"])
     with pytest.raises(ConfigError, match=r"^optimizer.lrate: "):
         instantiate_at(cfg, "model.module", _recursive_=False)
-    cfg = compose("train", [f"paths.output_dir={tmp_path}", "+model.module.validation.inference.stepz=1"])
-    with pytest.raises(ConfigError, match=r"^model.module.validation.inference.stepz: "):
-        instantiate_at(cfg, "model.module", _recursive_=False)
+    for key in ("validation.inference.stepz", "unet.nope", "diffusion.nope"):
+        cfg = compose("train", [f"paths.output_dir={tmp_path}", f"+model.module.{key}=1"])
+        with pytest.raises(ConfigError, match=rf"^model.module.{key}: "):
+            instantiate_at(cfg, "model.module", _recursive_=False)

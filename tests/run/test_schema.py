@@ -20,15 +20,18 @@ from omegaconf import MISSING, OmegaConf
 from amodal_lightning.data.datamodule import AmodalDataModule
 from amodal_lightning.data.scenes import SceneGenerator
 from amodal_lightning.data.sources.scenes import SplitSizes
+from amodal_lightning.diffusion import GaussianDiffusion, build_diffusion, respace
 from amodal_lightning.errors import ConfigError
 from amodal_lightning.models.sampling import InferenceConfig
-from amodal_lightning.models.settings import ValidationConfig
+from amodal_lightning.models.settings import DiffusionSettings, UNetSettings, ValidationConfig
+from amodal_lightning.models.unet import UNetModel
 from amodal_lightning.run.config import compose, config_dir
 from amodal_lightning.run.schema import (
     GROUP_SEPARATOR,
     SCHEMA_GROUP,
     SCHEMAS,
     checked_type,
+    passes_kwargs,
     schema_of,
     settings_from,
     signature_schema,
@@ -130,6 +133,65 @@ def test_kwargs_that_go_to_a_receiver_are_its_arguments():
     assert list(settings) == ["num_train", "num_val", "num_test", "count", "size"]
 
 
+def received(depth: int = 3, *, mode: str = "a", given: int = 0):
+    pass
+
+
+@passes_kwargs(received, given=("given",))
+def passing(size: int, rate: float = 0.5, **options):
+    received(given=size, **options)
+
+
+@passes_kwargs(passing, given=("size",))
+def passing_on(count: int = 2, **options):
+    passing(count, **options)
+
+
+def not_passing(count: int = 2, **options):
+    pass
+
+
+def test_kwargs_a_function_declares_it_passes_on_are_its_receivers_arguments():
+    assert list(OmegaConf.structured(signature_schema(passing))) == ["_target_", "size", "rate", "depth", "mode"]
+    # Followed down the chain, less what each passes itself.
+    node = OmegaConf.structured(signature_schema(passing_on, with_target=False))
+    assert list(node) == ["count", "rate", "depth", "mode"]
+    assert (node.count, node.rate, node.depth, node.mode) == (2, 0.5, 3, "a")
+    with pytest.raises(Exception) as info:  # noqa: PT011 - OmegaConf's own error type
+        OmegaConf.merge(node, {"depth": "deep"})
+    assert info.value.full_key == "depth"
+    # A function that declares nothing: its **kwargs add nothing.
+    assert list(OmegaConf.structured(signature_schema(not_passing, with_target=False))) == ["count"]
+
+
+def test_optional_arguments_may_be_null_and_are_by_default():
+    node = OmegaConf.structured(signature_schema(Base, with_target=False, optional=("size", "depth")))
+    assert node.size is None and node.depth is None and node.mode == "a"
+    assert OmegaConf.merge(node, {"size": 4}).size == 4
+    with pytest.raises(Exception) as info:  # noqa: PT011 - OmegaConf's own error type
+        OmegaConf.merge(node, {"size": "big"})
+    assert info.value.full_key == "size"
+    with pytest.raises(TypeError, match="sise"):
+        signature_schema(Base, optional=("sise",))
+
+
+def test_the_network_and_diffusion_settings_are_the_signatures_of_what_they_build():
+    """model.module.unet is UNetModel's arguments, its channel counts null; model.module.diffusion is
+    build_diffusion's and, through respace, GaussianDiffusion's, but what each passes itself."""
+    unet = OmegaConf.structured(UNetSettings)
+    network = inspect.signature(UNetModel).parameters
+    assert list(unet) == list(network)
+    assert unet.in_channels is None and unet.out_channels is None
+    diffusion = OmegaConf.structured(DiffusionSettings)
+    chain = [*inspect.signature(build_diffusion).parameters, *inspect.signature(GaussianDiffusion).parameters]
+    assert list(diffusion) == [key for key in chain if key not in ("options", "betas", "timestep_map")]
+    assert set(inspect.signature(respace).parameters) - set(diffusion) == {"base", "use_timesteps", "options"}
+    for node, key, value in [(unet, "model_channels", "abc"), (diffusion, "diffusion_steps", "many")]:
+        with pytest.raises(Exception) as info:  # noqa: PT011 - OmegaConf's own error type
+            OmegaConf.merge(node, {key: value})
+        assert info.value.full_key == key
+
+
 def test_settings_from_fills_the_defaults_and_names_the_key_of_a_mistake():
     assert settings_from(InferenceConfig, {"steps": 7}, "inference") == InferenceConfig(steps=7)
     assert settings_from(InferenceConfig, None, "inference") == InferenceConfig()
@@ -167,6 +229,11 @@ def _repeated_defaults(own, default, path: str):
         yield path
 
 
+# Nodes a file writes out in full on purpose, defaults included: unet64 is SAS's network and diffusion, flag for
+# flag, so that it reads as SAS's configuration and stays SAS's whatever a default in code becomes.
+WRITTEN_IN_FULL = {"model/unet64.yaml": ("module.unet", "module.diffusion")}
+
+
 def test_no_config_file_repeats_its_schemas_defaults():
     """A file starting from a schema holds only what its choice changes: the default lives in the schema."""
     checked = 0
@@ -181,7 +248,12 @@ def test_no_config_file_repeats_its_schemas_defaults():
                     continue
                 name = GROUP_SEPARATOR.join([*group.split(GROUP_SEPARATOR)[1:], name])
                 own = config if package == "_here_" else config.get(package, {})
-                repeated = list(_repeated_defaults(own, _schema_node(name), ""))
+                full = WRITTEN_IN_FULL.get(path.relative_to(config_dir()).as_posix(), ())
+                repeated = [
+                    key
+                    for key in _repeated_defaults(own, _schema_node(name), "")
+                    if not any(f"{package}.{key}".startswith(f"{node}.") for node in full)
+                ]
                 assert not repeated, f"{path.relative_to(config_dir())} repeats the defaults of {name}: {repeated}"
                 checked += 1
     assert checked >= 23, "the files that start from a schema were found"
@@ -293,3 +365,28 @@ def test_a_composed_data_config_holds_its_classes_defaults(option):
     expected.update(own)
     expected.update({f"{key}": value for key, value in USER_GIVEN.items() if f"data.{key}={value}" in given})
     assert composed == expected
+
+
+def _signature_defaults(function, left_out: tuple[str, ...] = ()) -> dict:
+    """The keyword arguments of ``function`` with a default, as a config holds them (tuples as lists)."""
+    return {
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not p.empty and name not in left_out
+    }
+
+
+@pytest.mark.parametrize("option", _options("model"))
+def test_a_composed_model_holds_its_network_and_diffusion_defaults(option):
+    """The network and diffusion of a model option, as composed, are UNetModel's and the diffusion builder's
+    arguments with their defaults (the network's channel counts null): only what the option's file sets differs."""
+    cfg = compose("train", ["paths.output_dir=.", f"model={option}"])
+    own = _own_values("model", option)["module"]
+    network = {**_signature_defaults(UNetModel), "in_channels": None, "out_channels": None, **own["unet"]}
+    diffusion = {
+        **_signature_defaults(build_diffusion),
+        **_signature_defaults(GaussianDiffusion, left_out=("timestep_map",)),
+        **own["diffusion"],
+    }
+    assert OmegaConf.to_container(cfg.model.module.unet, resolve=False) == network
+    assert OmegaConf.to_container(cfg.model.module.diffusion, resolve=False) == diffusion
