@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from amodal_lightning.run.config import HYDRA_VERSION_BASE, config_dir, user_errors_as_one_line
-from amodal_lightning.run.schema import register_schemas
+from amodal_lightning.run.schema import refuse_added_keys, register_schemas
 
 # Hydra prints the errors it catches (composition errors among them) itself unless this is set to 1: then it raises
 # them to the caller, here the one-line report.
@@ -31,9 +31,15 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     compose reported in one ``error:`` line."""
 
     def decorate(task_function: Callable[[DictConfig], Any]) -> Callable[..., Any]:
+        @functools.wraps(task_function)
+        def checked(cfg: DictConfig) -> Any:
+            with user_errors_as_one_line():
+                refuse_added_keys(cfg)
+            return task_function(cfg)
+
         hydra_main = hydra.main(
             version_base=HYDRA_VERSION_BASE, config_path=str(config_dir()), config_name=config_name
-        )(task_function)
+        )(checked)
 
         @functools.wraps(task_function)
         def main(cfg_passthrough: DictConfig | None = None) -> Any:

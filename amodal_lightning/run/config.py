@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amodal_lightning.errors import AmodalError, ConfigError, causes, file_error_message, find_cause
-from amodal_lightning.run.schema import first_line, register_schemas
+from amodal_lightning.run.schema import first_line, refuse_added_keys, register_schemas
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
 
     register_schemas()
     with initialize_config_dir(config_dir=str(config_dir()), version_base=HYDRA_VERSION_BASE):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    refuse_added_keys(cfg)
+    return cfg
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -304,6 +304,23 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def refuse_added_keys(cfg: Any, path: str = "") -> None:
+    """Refuse, in one line naming it, a key of a composed config that the schema typing its node lacks. Composition
+    refuses such a key from a file or a plain override; ``+key=value`` adds it anyway (Hydra opens the node for
+    additions), so the commands check the composed config once more."""
+    from omegaconf import DictConfig
+
+    if not isinstance(cfg, DictConfig):
+        return
+    schema = OmegaConf.get_type(cfg)
+    names = {field.name for field in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    for key in cfg.keys():
+        full_key = f"{path}.{key}" if path else str(key)
+        if names is not None and key not in names:
+            raise ConfigError(f"{full_key}: not a key of {schema.__name__}; expected one of {sorted(names)}")
+        refuse_added_keys(cfg._get_node(key), full_key)
+
+
 def settings_from(schema: type[Settings], settings: Mapping | Settings | None, key: str) -> Settings:
     """``settings`` (a config mapping; keys it lacks take the schema's defaults) as an instance of the dataclass
     ``schema``; a value of the wrong type, or a key the schema does not have, is a one-line :class:`ConfigError`

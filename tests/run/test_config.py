@@ -76,7 +76,9 @@ def test_no_device_ordinal_in_any_config():
 
 @pytest.mark.parametrize("choice", [["model=unet64", "trainer.devices=auto"], ["experiment=sas_unet64"]])
 def test_unet64_is_exactly_the_sas_network_and_recipe(tmp_path, golden_unet64_keys, choice):
-    cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", f"++data.root={tmp_path}"])
+    # The SAS experiment reads a SAS root (data.root is required); the model alone keeps the generated scenes.
+    root = [f"data.root={tmp_path}"] if "experiment=sas_unet64" in choice else []
+    cfg = compose("train", [*choice, f"paths.output_dir={tmp_path}", *root])
     optimizer = cfg.optimizer
     assert cfg.model.image_size == 64 and cfg.data.batch_size == 256
     assert optimizer.lr == 1e-4 and optimizer.weight_decay == 0.0 and optimizer.schedule == "constant"
