@@ -47,7 +47,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from hydra.utils import get_object
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from amodal_lightning.errors import ConfigError
@@ -308,8 +308,6 @@ def refuse_added_keys(cfg: Any, path: str = "") -> None:
     """Refuse, in one line naming it, a key of a composed config that the schema typing its node lacks. Composition
     refuses such a key from a file or a plain override; ``+key=value`` adds it anyway (Hydra opens the node for
     additions), so the commands check the composed config once more."""
-    from omegaconf import DictConfig
-
     if not isinstance(cfg, DictConfig):
         return
     schema = OmegaConf.get_type(cfg)
