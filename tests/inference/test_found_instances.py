@@ -120,7 +120,8 @@ def test_instances_of_layers_are_their_parts_front_to_back_with_their_own_uncert
     uncertainty = np.zeros((2, 12, 12), dtype=np.float32)
     uncertainty[1, 9, 3:6] = 0.25  # a doubtful row just below the back-left part, nearest to it
     image = np.zeros((12, 12, 3), dtype=np.uint8)
-    found = instances_from_layers("a", 7, image, layers, uncertainty, InstanceSettings())
+    by_agreement_and_depth = InstanceSettings(score_terms=("agreement", "depth"))
+    found = instances_from_layers("a", 7, image, layers, uncertainty, by_agreement_and_depth)
     assert found.num_instances == 3 and found.layers.tolist() == [0, 1, 1]
     np.testing.assert_array_equal(found.amodal, np.stack([front, back_left, back_right]))
     np.testing.assert_array_equal(found.visible[1], back_left & ~front)

@@ -66,7 +66,7 @@ def test_scores_rank_agreement_depth_and_size_as_chosen():
     layers = np.stack([sure | unsure, deep])
     uncertainty = np.zeros((2, *SHAPE), dtype=np.float32)
     uncertainty[0][unsure] = 0.125  # members split 1:3 .. half the maximum variance
-    found = split_layers(layers, uncertainty)
+    found = split_layers(layers, uncertainty, InstanceSettings(score_terms=("agreement", "depth")))
     assert [i.pixels for i in found] == [16, 36, 16]
     assert [i.score for i in found] == pytest.approx([1.0, 0.5, 0.9])  # agreement x 0.9 ** layer
     assert found[1].uncertainty == pytest.approx(0.125) and found[1].agreement == pytest.approx(0.5)
@@ -76,6 +76,8 @@ def test_scores_rank_agreement_depth_and_size_as_chosen():
     assert [i.score for i in by_size] == pytest.approx([16 / 144, 36 / 144, 16 / 144])
     everything = split_layers(layers, uncertainty, InstanceSettings(score_terms=("agreement", "depth", "size")))
     assert everything[1].score == pytest.approx(0.5 * 36 / 144) and everything[2].score == pytest.approx(0.9 * 16 / 144)
+    # The default is the product of all three.
+    assert [i.score for i in split_layers(layers, uncertainty)] == pytest.approx([i.score for i in everything])
 
 
 def test_empty_layers_have_no_instances():
